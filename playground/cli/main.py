@@ -1,0 +1,46 @@
+"""The ``playground`` command."""
+
+from __future__ import annotations
+
+import click
+
+from playground import __version__
+from playground.cli import cluster as cluster_cmds
+from playground.cli.common import state_dir_option
+from playground.cli.doctor import doctor
+from playground.cli.task import task
+from playground.cli.topology import topology
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="playground")
+@state_dir_option
+def main() -> None:
+    """Stateful Playground: an embedded Mesos and Marathon cluster to break and rebuild.
+
+    Start with `playground up`, look with `playground status`, stop with `playground down`.
+    """
+
+
+for cmd in (
+    cluster_cmds.up,
+    cluster_cmds.down,
+    cluster_cmds.status,
+    cluster_cmds.destroy,
+    cluster_cmds.clean,
+    cluster_cmds.logs,
+    doctor,
+    topology,
+    task,
+):
+    main.add_command(cmd)
+
+try:
+    from playground.cli.workload import workload
+
+    main.add_command(workload)
+except ImportError:  # pragma: no cover - present once the workloads land
+    pass
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Addresses: one loopback IP per node on Linux, disjoint ports elsewhere.
+
+On Linux all of 127.0.0.0/8 is local, so each node of a cluster gets its own IP in a
+/24 block ``127.77.K.0`` and every agent offers the real ports 31000-32000. Clusters of
+different state directories get different blocks: the block is derived from the state
+directory and moved on while its addresses are taken. Where only 127.0.0.1 exists
+(macOS without aliases) the kit falls back to one IP with disjoint port ranges.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from playground.cluster.topology import NodeSpec, Topology
+from playground.errors import PlaygroundError
+
+PREFIX = "127.77"
+BLOCKS = 254
+#: Well-known ports of the real systems, used in per-IP mode.
+WELL_KNOWN = {
+    "coordinator": 2181,
+    "master": 5050,
+    "agent": 5051,
+    "public-agent": 5051,
+    "marathon": 8080,
+}
+#: Host offset of each role inside a block.
+ROLE_BASE = {"coordinator": 2, "marathon": 3, "storage": 4, "monitor": 5, "master": 10, "agent": 20, "public-agent": 60}
+TASK_PORTS = (31000, 32000)
+
+
+class AddressError(PlaygroundError):
+    """No free addresses, or this host cannot give nodes their own loopback IPs."""
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    host: str
+    port: int
+    task_ports: tuple[int, int] | None = None
+
+    @property
+    def hostport(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def per_ip_supported() -> bool:
+    """True when binding to an arbitrary 127.x address works (Linux, or macOS with aliases)."""
+    if sys.platform.startswith("linux"):
+        return True
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((f"{PREFIX}.1.2", 0))
+        return True
+    except OSError:
+        return False
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise AddressError(
+                    f"address {host} is not available on this host",
+                    hint="run `playground doctor` for the one-time loopback alias commands",
+                ) from None
+            raise
+    return True
+
+
+def node_index(spec: NodeSpec) -> int:
+    return int(spec.name.rsplit("-", 1)[1])
+
+
+def plan(topology: Topology, mode: str, block: int) -> dict[str, NodeAddress]:
+    """The address of every node of ``topology`` in ``block``."""
+    out: dict[str, NodeAddress] = {}
+    if mode == "per-ip":
+        for spec in topology.nodes:
+            host = f"{PREFIX}.{block}.{ROLE_BASE[spec.role] + node_index(spec) - 1}"
+            out[spec.name] = NodeAddress(
+                host, WELL_KNOWN[spec.role], TASK_PORTS if spec.is_agent else None
+            )
+        return out
+    # shared-ip: 127.0.0.1, API ports 20000 + 100*block + n, task ports in slices of 100.
+    agents = [s for s in topology.nodes if s.is_agent]
+    for i, spec in enumerate(topology.nodes):
+        port = 20000 + 100 * (block % 100) + i
+        task_ports = None
+        if spec.is_agent:
+            j = agents.index(spec)
+            lo = 31000 + 1000 * (block % 30) + 100 * j
+            task_ports = (lo, lo + 99)
+        out[spec.name] = NodeAddress("127.0.0.1", port, task_ports)
+    return out
+
+
+def choose(topology: Topology, seed: str) -> tuple[str, int, dict[str, NodeAddress]]:
+    """Pick the addressing mode and a free block for a new cluster.
+
+    Args:
+        topology: the nodes to place.
+        seed: a stable string (the state directory) so a cluster tends to keep its block.
+    """
+    mode = "per-ip" if per_ip_supported() else "shared-ip"
+    start = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % BLOCKS
+    for k in range(BLOCKS):
+        block = (start + k) % BLOCKS + 1
+        addrs = plan(topology, mode, block)
+        if all(port_free(a.host, a.port) for a in addrs.values()):
+            return mode, block, addrs
+    raise AddressError(
+        "every address block is in use by other clusters on this host",
+        hint="stop a cluster you no longer need (`playground down --state-dir ...`)",
+    )
+
+
+def to_json(addrs: dict[str, NodeAddress]) -> dict[str, Any]:
+    return {
+        n: {"host": a.host, "port": a.port, **({"task_ports": list(a.task_ports)} if a.task_ports else {})}
+        for n, a in addrs.items()
+    }

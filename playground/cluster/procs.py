@@ -1,0 +1,276 @@
+"""Processes: start nodes detached, find everything the kit started, end it safely.
+
+Every process the kit starts carries a marker: the environment variable
+``PLAYGROUND_MARK=<state dir>|<node>`` (inherited by executors and tasks) and, for node
+processes, a process title ``playground-node <node> [<state dir>]``. A PID is only ever
+signalled after its identity (creation time and marker) is confirmed, so a recycled PID
+is never hit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+MARK_ENV = "PLAYGROUND_MARK"
+TITLE_PREFIX = "playground-node"
+
+
+def mark_value(state_dir: Path, node: str) -> str:
+    return f"{state_dir}|{node}"
+
+
+def title(state_dir: Path, node: str) -> str:
+    return f"{TITLE_PREFIX} {node} [{state_dir}]"
+
+
+@dataclass(frozen=True)
+class ProcRef:
+    """A PID together with what proves it is still the same process."""
+
+    pid: int
+    create_time: float
+
+    def alive(self) -> bool:
+        """True while the process exists, is not a zombie and is the one recorded."""
+        try:
+            p = psutil.Process(self.pid)
+            if abs(p.create_time() - self.create_time) > 0.05:
+                return False
+            return p.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+    def to_json(self) -> dict[str, float | int]:
+        return {"pid": self.pid, "create_time": self.create_time}
+
+
+def ref(pid: int) -> ProcRef:
+    return ProcRef(pid, psutil.Process(pid).create_time())
+
+
+def _marker_of(p: psutil.Process) -> str | None:
+    try:
+        cmd = " ".join(p.cmdline())
+        if cmd.startswith(TITLE_PREFIX + " "):
+            node, _, rest = cmd[len(TITLE_PREFIX) + 1 :].partition(" [")
+            return f"{rest.rstrip(']')}|{node}"
+        return p.environ().get(MARK_ENV)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return None
+
+
+def find_marked(state_dir: Path | None = None, node: str | None = None) -> list[psutil.Process]:
+    """Processes carrying the kit's marker, of one state dir (and node) or of all.
+
+    The calling process and its ancestors are never included.
+    """
+    me = os.getpid()
+    ancestors = {me}
+    try:
+        ancestors.update(p.pid for p in psutil.Process(me).parents())
+    except psutil.Error:
+        pass
+    out = []
+    uid = os.getuid()
+    for p in psutil.process_iter(["pid", "uids"]):
+        if p.pid in ancestors:
+            continue
+        try:
+            if p.info["uids"] is not None and p.info["uids"].real != uid and uid != 0:
+                continue
+        except (KeyError, AttributeError):
+            pass
+        mark = _marker_of(p)
+        if mark is None:
+            continue
+        sdir, _, mnode = mark.rpartition("|")
+        if state_dir is not None and sdir != str(state_dir):
+            continue
+        if node is not None and mnode != node:
+            continue
+        out.append(p)
+    return out
+
+
+def tree(root: ProcRef | None, state_dir: Path, node: str) -> list[psutil.Process]:
+    """The whole process tree of a node: its process, descendants and marked strays."""
+    procs: dict[int, psutil.Process] = {}
+    if root is not None and root.alive():
+        try:
+            p = psutil.Process(root.pid)
+            procs[p.pid] = p
+            for c in p.children(recursive=True):
+                procs[c.pid] = c
+        except psutil.Error:
+            pass
+    for p in find_marked(state_dir, node):
+        procs[p.pid] = p
+        try:
+            for c in p.children(recursive=True):
+                procs[c.pid] = c
+        except psutil.Error:
+            pass
+    procs.pop(os.getpid(), None)
+    return list(procs.values())
+
+
+def signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
+    """Send ``sig`` to each process (psutil re-checks the identity of every PID)."""
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+            pass
+
+
+def terminate(procs: list[psutil.Process], grace: float = 0.5) -> list[psutil.Process]:
+    """SIGTERM, wait up to ``grace`` seconds, SIGKILL what is left; return survivors."""
+    if not procs:
+        return []
+    signal_all(procs, signal.SIGTERM)
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    if alive:
+        signal_all(alive, signal.SIGKILL)
+        _, alive = psutil.wait_procs(alive, timeout=3.0)
+    return alive
+
+
+def kill(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """SIGKILL now (a crash); return survivors after up to 3 s."""
+    if not procs:
+        return []
+    signal_all(procs, signal.SIGKILL)
+    _, alive = psutil.wait_procs(procs, timeout=3.0)
+    return alive
+
+
+def spawn_detached(state_dir: Path, node: str, log: Path) -> ProcRef:
+    """Start a node as a detached process tree (its own session) and return its PID.
+
+    When this process is single-threaded the node is forked from it, so the node shares
+    the already imported code (fast start, shared memory pages); otherwise a fresh
+    interpreter is started.
+    """
+    import threading
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if threading.active_count() == 1 and os.environ.get("PLAYGROUND_SPAWN", "fork") == "fork":
+        return _fork_node(state_dir, node, log)
+    return _exec_node(state_dir, node, log)
+
+
+def _child_env(state_dir: Path, node: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env[MARK_ENV] = mark_value(state_dir, node)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return env
+
+
+def _exec_node(state_dir: Path, node: str, log: Path) -> ProcRef:
+    import subprocess
+
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "playground.cluster.node", str(state_dir), node],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=_child_env(state_dir, node),
+            close_fds=True,
+        )
+    # The child is reaped by a daemon thread so it never lingers as a zombie of ours.
+    threading_wait(proc)
+    return ref(proc.pid)
+
+
+def threading_wait(proc: object) -> None:
+    import threading
+
+    t = threading.Thread(target=proc.wait, daemon=True)  # type: ignore[attr-defined]
+    t.start()
+
+
+def _fork_node(state_dir: Path, node: str, log: Path) -> ProcRef:
+    # Preload what every node needs so the fork shares it.
+    import playground.cluster.node as node_mod
+
+    node_mod.preload()
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # intermediate child: detach and fork the node, then leave
+        code = 0
+        try:
+            os.close(r)
+            os.setsid()
+            gpid = os.fork()
+            if gpid == 0:
+                os.close(w)
+                _become_node(state_dir, node, log)  # never returns
+            os.write(w, str(gpid).encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 64):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    if not data:
+        raise OSError(f"could not start node {node}")
+    gpid = int(data)
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            return ref(gpid)
+        except psutil.NoSuchProcess:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _become_node(state_dir: Path, node: str, log: Path) -> None:
+    code = 1
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.closerange(3, 1024)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        # The title first: setproctitle needs the process's original environment block.
+        import setproctitle
+
+        setproctitle.setproctitle(title(state_dir, node))
+        os.environ.clear()
+        os.environ.update(_child_env(state_dir, node))
+        from playground.cluster.node import main
+
+        code = main(state_dir, node)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)

@@ -1,0 +1,122 @@
+"""The state directory: everything a cluster owns lives under it.
+
+Layout (``schema_version`` 1)::
+
+    STATE/cluster.json      endpoints, addresses, node PIDs and desired states
+    STATE/events.jsonl      the event timeline (one JSON object per line)
+    STATE/.lock             serialises writers of cluster.json
+    STATE/nodes/NAME/       one folder per node: its work dir and its log (node.log)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from playground.errors import PlaygroundError
+
+SCHEMA_VERSION = 1
+ENV_STATE_DIR = "PLAYGROUND_STATE_DIR"
+
+
+class StateDirError(PlaygroundError):
+    """The state directory is missing, unreadable or from an unknown version."""
+
+
+def default_state_dir() -> Path:
+    """``$PLAYGROUND_STATE_DIR``, else ``$XDG_STATE_HOME/playground/default``."""
+    env = os.environ.get(ENV_STATE_DIR)
+    if env:
+        return Path(env).expanduser().absolute()
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg).expanduser().absolute() / "playground" / "default"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a file so a crash leaves either the old or the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class StateDir:
+    """Paths and the persisted cluster record of one cluster."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).expanduser().absolute()
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.root / "cluster.json"
+
+    @property
+    def events_file(self) -> Path:
+        return self.root / "events.jsonl"
+
+    def node_dir(self, name: str) -> Path:
+        return self.root / "nodes" / name
+
+    def node_log(self, name: str) -> Path:
+        return self.node_dir(name) / "node.log"
+
+    def exists(self) -> bool:
+        return self.cluster_file.is_file()
+
+    def ensure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "nodes").mkdir(exist_ok=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialise read-modify-write of ``cluster.json`` between processes."""
+        self.ensure()
+        with open(self.root / ".lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.cluster_file.read_text())
+        except FileNotFoundError:
+            raise StateDirError(
+                f"no cluster in {self.root}",
+                hint="start one with `playground up` (or pass --state-dir)",
+            ) from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StateDirError(f"cannot read {self.cluster_file}: {exc}") from None
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StateDirError(
+                f"{self.cluster_file} has schema_version {version}; this kit reads {SCHEMA_VERSION}",
+                hint="run `playground destroy` and start again, or use the kit version that made it",
+            )
+        return data
+
+    def write(self, data: dict[str, Any]) -> None:
+        data["schema_version"] = SCHEMA_VERSION
+        self.ensure()
+        atomic_write(self.cluster_file, json.dumps(data, indent=2, sort_keys=True).encode())
+
+    def record_event(self, kind: str, **fields: Any) -> None:
+        """Append one event to the timeline (small appends are atomic on POSIX)."""
+        self.ensure()
+        line = json.dumps({"time": time.time(), "kind": kind, **fields}, sort_keys=True)
+        with open(self.events_file, "a") as fh:
+            fh.write(line + "\n")
