@@ -41,8 +41,8 @@ class _Http:
             raise ClientError(f"{method} {url}: HTTP {r.status_code}: {r.text.strip()}", r.status_code)
         return r
 
-    def get_json(self, path: str, **params: Any) -> Any:
-        return self._request("GET", path, params=params or None).json()
+    def get_json(self, url_path: str, /, **params: Any) -> Any:
+        return self._request("GET", url_path, params=params or None).json()
 
 
 class MasterClient(_Http):

@@ -279,18 +279,21 @@ class Cluster:
         with self.state.lock():
             rec = self.record()
             topo = topo_mod.parse(rec["topology"])
+            trees = procs.cluster_trees(
+                self.state.root, {spec.name: self.node_ref(rec, spec.name) for spec in topo.nodes}
+            )
             everything: dict[int, Any] = {}
             stopped = []
             for spec in topo.nodes:
-                ref = self.node_ref(rec, spec.name)
-                tree = procs.tree(ref, self.state.root, spec.name)
-                if tree:
+                tree = trees.get(spec.name, [])
+                if any(p.pid == (rec["nodes"][spec.name].get("pid") or -1) for p in tree):
                     stopped.append(spec.name)
                 for p in tree:
                     everything[p.pid] = p
                 rec["nodes"][spec.name].update({"pid": None, "desired": "stopped"})
-            for p in procs.find_marked(self.state.root):
-                everything[p.pid] = p
+            for tree in trees.values():
+                for p in tree:
+                    everything[p.pid] = p
             survivors = procs.terminate(list(everything.values()), grace=0.5)
             rec["desired"] = "stopped"
             self.state.write(rec)

@@ -67,59 +67,87 @@ def _marker_of(p: psutil.Process) -> str | None:
         return None
 
 
+def _scan() -> tuple[dict[int, psutil.Process], dict[int, list[int]], dict[int, str]]:
+    """One pass over the process table: processes, children by parent, markers."""
+    me = os.getpid()
+    uid = os.getuid()
+    table: dict[int, psutil.Process] = {}
+    children: dict[int, list[int]] = {}
+    marks: dict[int, str] = {}
+    for p in psutil.process_iter(["pid", "ppid", "uids"]):
+        if p.pid == me:
+            continue
+        info = p.info
+        uids = info.get("uids")
+        if uid != 0 and uids is not None and uids.real != uid:
+            continue
+        table[p.pid] = p
+        if info.get("ppid") is not None:
+            children.setdefault(info["ppid"], []).append(p.pid)
+        mark = _marker_of(p)
+        if mark is not None:
+            marks[p.pid] = mark
+    return table, children, marks
+
+
+def _ancestors() -> set[int]:
+    out = {os.getpid()}
+    try:
+        out.update(p.pid for p in psutil.Process().parents())
+    except psutil.Error:
+        pass
+    return out
+
+
 def find_marked(state_dir: Path | None = None, node: str | None = None) -> list[psutil.Process]:
     """Processes carrying the kit's marker, of one state dir (and node) or of all.
 
     The calling process and its ancestors are never included.
     """
-    me = os.getpid()
-    ancestors = {me}
-    try:
-        ancestors.update(p.pid for p in psutil.Process(me).parents())
-    except psutil.Error:
-        pass
+    table, _, marks = _scan()
+    skip = _ancestors()
     out = []
-    uid = os.getuid()
-    for p in psutil.process_iter(["pid", "uids"]):
-        if p.pid in ancestors:
-            continue
-        try:
-            if p.info["uids"] is not None and p.info["uids"].real != uid and uid != 0:
-                continue
-        except (KeyError, AttributeError):
-            pass
-        mark = _marker_of(p)
-        if mark is None:
-            continue
+    for pid, mark in marks.items():
         sdir, _, mnode = mark.rpartition("|")
+        if pid in skip:
+            continue
         if state_dir is not None and sdir != str(state_dir):
             continue
         if node is not None and mnode != node:
             continue
-        out.append(p)
+        out.append(table[pid])
+    return out
+
+
+def cluster_trees(state_dir: Path, roots: dict[str, ProcRef | None]) -> dict[str, list[psutil.Process]]:
+    """The whole process tree of every node: its process, descendants and marked strays."""
+    table, children, marks = _scan()
+    skip = _ancestors()
+    out: dict[str, list[psutil.Process]] = {}
+    seeds: dict[str, set[int]] = {name: set() for name in roots}
+    for name, ref in roots.items():
+        if ref is not None and ref.pid in table and ref.alive():
+            seeds[name].add(ref.pid)
+    for pid, mark in marks.items():
+        sdir, _, mnode = mark.rpartition("|")
+        if sdir == str(state_dir):
+            seeds.setdefault(mnode, set()).add(pid)
+    for name, pids in seeds.items():
+        found: set[int] = set()
+        stack = list(pids)
+        while stack:
+            pid = stack.pop()
+            if pid in found or pid in skip or pid not in table:
+                continue
+            found.add(pid)
+            stack.extend(children.get(pid, []))
+        out[name] = [table[p] for p in sorted(found)]
     return out
 
 
 def tree(root: ProcRef | None, state_dir: Path, node: str) -> list[psutil.Process]:
-    """The whole process tree of a node: its process, descendants and marked strays."""
-    procs: dict[int, psutil.Process] = {}
-    if root is not None and root.alive():
-        try:
-            p = psutil.Process(root.pid)
-            procs[p.pid] = p
-            for c in p.children(recursive=True):
-                procs[c.pid] = c
-        except psutil.Error:
-            pass
-    for p in find_marked(state_dir, node):
-        procs[p.pid] = p
-        try:
-            for c in p.children(recursive=True):
-                procs[c.pid] = c
-        except psutil.Error:
-            pass
-    procs.pop(os.getpid(), None)
-    return list(procs.values())
+    """The whole process tree of one node."""
+    return cluster_trees(state_dir, {node: root}).get(node, [])
 
 
 def signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
@@ -131,15 +159,34 @@ def signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
             pass
 
 
+def _gone(p: psutil.Process) -> bool:
+    try:
+        return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has exited (a zombie counts as gone); return the rest."""
+    deadline = time.monotonic() + timeout
+    alive = list(procs)
+    while alive:
+        alive = [p for p in alive if not _gone(p)]
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    return alive
+
+
 def terminate(procs: list[psutil.Process], grace: float = 0.5) -> list[psutil.Process]:
     """SIGTERM, wait up to ``grace`` seconds, SIGKILL what is left; return survivors."""
     if not procs:
         return []
     signal_all(procs, signal.SIGTERM)
-    _, alive = psutil.wait_procs(procs, timeout=grace)
+    alive = wait_gone(procs, grace)
     if alive:
         signal_all(alive, signal.SIGKILL)
-        _, alive = psutil.wait_procs(alive, timeout=3.0)
+        alive = wait_gone(alive, 3.0)
     return alive
 
 
@@ -148,8 +195,7 @@ def kill(procs: list[psutil.Process]) -> list[psutil.Process]:
     if not procs:
         return []
     signal_all(procs, signal.SIGKILL)
-    _, alive = psutil.wait_procs(procs, timeout=3.0)
-    return alive
+    return wait_gone(procs, 3.0)
 
 
 def spawn_detached(state_dir: Path, node: str, log: Path) -> ProcRef:

@@ -38,14 +38,24 @@ def default_state_dir() -> Path:
     return Path(xdg).expanduser().absolute() / "playground" / "default"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so a crash leaves either the old or the new content, never a mix."""
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write a file so a crash leaves either the old or the new content, never a mix.
+
+    Args:
+        path: the file to replace.
+        data: its new content.
+        durable: also fsync, so the content survives a power loss, not only a process
+            crash (a node crash kills processes; the page cache survives it).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
+    if not durable:
+        return
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)

@@ -129,7 +129,7 @@ class Run:
             "mem_peak": self.mem_peak,
             "launched_at": self.launched_at,
         }
-        atomic_write(self.meta / "task.json", json.dumps(data).encode())
+        atomic_write(self.meta / "task.json", json.dumps(data).encode(), durable=False)
 
     @classmethod
     def restore(cls, meta: Path) -> Run:

@@ -34,8 +34,6 @@ def _atomic_json(path: str, data: dict[str, object]) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

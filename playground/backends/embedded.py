@@ -1,0 +1,92 @@
+"""The embedded backend: the kit's own nodes as local processes on loopback."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+from playground.backends.base import Backend, BackendError, NodeInfo
+from playground.cluster import procs
+from playground.cluster.lifecycle import Cluster
+
+
+class EmbeddedBackend(Backend):
+    """Runs the cluster of one state directory (see ``playground.cluster.lifecycle``)."""
+
+    name = "embedded"
+
+    def __init__(self, state_dir: Path | str, topology: str | None = None, time_scale: float | None = None) -> None:
+        self.cluster = Cluster(state_dir)
+        self.topology = topology
+        self.time_scale = time_scale
+
+    @property
+    def state_dir(self) -> Path:
+        return self.cluster.state.root
+
+    def up(self) -> None:
+        self.cluster.up(self.topology, self.time_scale)
+
+    def down(self) -> None:
+        self.cluster.down()
+
+    def destroy(self) -> None:
+        self.cluster.destroy()
+
+    def endpoints(self) -> dict[str, Any]:
+        return dict(self.cluster.status()["endpoints"])
+
+    def nodes(self) -> list[NodeInfo]:
+        return [
+            NodeInfo(n["name"], n["role"], n["address"], n["state"], n["zone"], n["rack"], n["region"], n["pid"])
+            for n in self.cluster.status()["nodes"]
+        ]
+
+    def _check(self, node: str) -> None:
+        self.cluster.topology().node(node)
+
+    def crash(self, node: str) -> None:
+        self._check(node)
+        with self.cluster.state.lock():
+            rec = self.cluster.record()
+            tree = procs.tree(self.cluster.node_ref(rec, node), self.state_dir, node)
+            survivors = procs.kill(tree)
+            rec["nodes"][node].update({"pid": None, "desired": "running"})
+            self.cluster.state.write(rec)
+        self.cluster.state.record_event("node.crashed", node=node, processes=len(tree))
+        if survivors:
+            raise BackendError(f"{len(survivors)} process(es) of {node} survived SIGKILL")
+
+    def stop(self, node: str) -> None:
+        self._check(node)
+        with self.cluster.state.lock():
+            rec = self.cluster.record()
+            tree = procs.tree(self.cluster.node_ref(rec, node), self.state_dir, node)
+            procs.terminate(tree, grace=2.0)
+            rec["nodes"][node].update({"pid": None, "desired": "stopped"})
+            self.cluster.state.write(rec)
+        self.cluster.state.record_event("node.stopped", node=node)
+
+    def start(self, node: str) -> None:
+        self._check(node)
+        self.cluster.start_node(node)
+        self.cluster.state.record_event("node.started", node=node)
+
+    def restart_agent_process(self, node: str) -> None:
+        spec = self.cluster.topology().node(node)
+        if not spec.is_agent:
+            raise BackendError(f"{node} is not an agent", hint="agent-restart applies to agent and public-agent nodes")
+        with self.cluster.state.lock():
+            rec = self.cluster.record()
+            ref = self.cluster.node_ref(rec, node)
+            if ref is not None and ref.alive():
+                import psutil
+
+                p = psutil.Process(ref.pid)
+                p.send_signal(signal.SIGKILL)
+                procs.wait_gone([p], 3.0)
+            rec["nodes"][node]["pid"] = None
+            self.cluster.state.write(rec)
+        self.cluster.start_node(node)
+        self.cluster.state.record_event("node.agent_restarted", node=node)
