@@ -187,8 +187,8 @@ class Cluster:
         node.update({"pid": ref.pid, "create_time": ref.create_time, "desired": "running", "started": time.time()})
         return ref
 
-    def start_node(self, name: str) -> procs.ProcRef:
-        """Start one node (if it is not running) and record it."""
+    def start_node(self, name: str, timeout: float = 20.0) -> procs.ProcRef:
+        """Start one node (if it is not running), record it and wait until it answers."""
         with self.state.lock():
             rec = self.record()
             self.topology().node(name)
@@ -197,7 +197,25 @@ class Cluster:
                 return ref
             ref = self._start_node(rec, name)
             self.state.write(rec)
-            return ref
+        self.wait_node_ready(name, ref, timeout)
+        return ref
+
+    def wait_node_ready(self, name: str, ref: procs.ProcRef, timeout: float = 20.0) -> None:
+        """Wait until a node's HTTP API answers ``/health``; fail if its process exits."""
+        url = self.address(self.record(), name).url + "/health"
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=1.0) as client:
+            while True:
+                if not ref.alive():
+                    raise ClusterError(f"node {name} exited while starting", hint=f"see `playground logs {name}`")
+                try:
+                    if client.get(url).status_code < 500:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"node {name} did not answer within {timeout:.0f}s", hint=f"see `playground logs {name}`")
+                time.sleep(0.05)
 
     def _teardown(self, rec: dict[str, Any], names: list[str]) -> None:
         for name in reversed(names):

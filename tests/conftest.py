@@ -1,0 +1,65 @@
+"""Shared fixtures: real embedded clusters in per-test state directories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from playground.backends import EmbeddedBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def playground_cmd() -> list[str]:
+    """The ``playground`` command of the environment running the tests."""
+    exe = shutil.which("playground", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "playground"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's default state directory from a test."""
+    monkeypatch.setenv("PLAYGROUND_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+
+
+def _cluster(tmp_path_factory: pytest.TempPathFactory, topology: str, time_scale: float) -> Iterator[EmbeddedBackend]:
+    state = tmp_path_factory.mktemp(f"cluster-{topology}") / "state"
+    backend = EmbeddedBackend(state, topology=topology, time_scale=time_scale)
+    backend.up()
+    try:
+        yield backend
+    finally:
+        backend.destroy()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBackend]:
+    """A running ``default`` cluster shared by the tests of one module (time scale 50)."""
+    yield from _cluster(tmp_path_factory, "default", 50.0)
+
+
+@pytest.fixture(scope="module")
+def ha_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBackend]:
+    """A running ``ha`` cluster shared by the tests of one module (time scale 50)."""
+    yield from _cluster(tmp_path_factory, "ha", 50.0)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.nodeid.split(os.sep)[0:2] or "/integration/" in item.nodeid:
+            item.add_marker(pytest.mark.integration)
+        if "/e2e/" in item.nodeid:
+            item.add_marker(pytest.mark.e2e)
