@@ -63,3 +63,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if "/e2e/" in item.nodeid:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftover_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the suite, no process of a test cluster may still run (and none is left behind)."""
+    from playground.cluster import procs
+
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    leftovers = [p for p in procs.find_marked(None) if procs._marker_of(p) and str(procs._marker_of(p)).startswith(base)]
+    procs.terminate(leftovers)
+    assert not leftovers, f"test clusters left {len(leftovers)} process(es) running"

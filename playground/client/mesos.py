@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from playground.client.errors import ClientError, LeaderUnavailable, NotFound
-from playground.mesos import models
+import playground.mesos.models as models
 
 DEFAULT_TIMEOUT = 5.0
 

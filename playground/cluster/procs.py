@@ -58,10 +58,10 @@ def ref(pid: int) -> ProcRef:
 
 def _marker_of(p: psutil.Process) -> str | None:
     try:
-        cmd = " ".join(p.cmdline())
-        if cmd.startswith(TITLE_PREFIX + " "):
-            node, _, rest = cmd[len(TITLE_PREFIX) + 1 :].partition(" [")
-            return f"{rest.rstrip(']')}|{node}"
+        cmd = " ".join(p.cmdline()).strip("\x00 ")
+        if cmd.startswith(TITLE_PREFIX + " ") and cmd.endswith("]"):
+            node, _, rest = cmd[len(TITLE_PREFIX) + 1 : -1].partition(" [")
+            return f"{rest}|{node}"
         return p.environ().get(MARK_ENV)
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
         return None

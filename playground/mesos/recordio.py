@@ -39,7 +39,7 @@ class RecordIOError(ValueError):
         self.records: list[bytes] = records if records is not None else []
 
 
-def encode(record: bytes) -> bytes:
+def encode(record: bytes | bytearray | memoryview) -> bytes:
     """Frame one record the way the Mesos master frames events.
 
     Args:
