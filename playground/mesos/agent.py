@@ -482,37 +482,57 @@ class Agent:
             "env": self.task_env(run),
         }
         (meta / "launch.json").write_text(json.dumps(launch))
+        rfd, wfd = os.pipe()
         try:
             run.popen = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(EXECUTOR), str(meta)],
+                [sys.executable, "-I", "-S", str(EXECUTOR), str(meta), str(wfd)],
                 stdin=subprocess.DEVNULL,
                 stdout=open(sandbox / "executor.log", "ab"),  # noqa: SIM115 - handed to the child
                 stderr=subprocess.STDOUT,
                 close_fds=True,
+                pass_fds=(wfd,),
                 env={"PATH": os.environ.get("PATH", ""), "PLAYGROUND_MARK": os.environ.get("PLAYGROUND_MARK", "")},
             )
         except OSError as exc:
+            os.close(rfd)
+            os.close(wfd)
             self.update(run, "TASK_FAILED", f"Failed to launch the executor: {exc}", "REASON_CONTAINER_LAUNCH_FAILED", "SOURCE_AGENT")
             return
+        os.close(wfd)
         try:
             run.executor = ProcRef(run.popen.pid, psutil.Process(run.popen.pid).create_time())
         except psutil.NoSuchProcess:
             run.executor = ProcRef(run.popen.pid, 0.0)
         run.checkpoint()
         self.watch(run)
-        # TASK_RUNNING once the executor has started the command.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not run.terminal:
-            pid = self.read_task_pid(run)
-            if pid is not None:
-                run.task_pid = pid
-                if run.killing:
-                    self.signal_task(run, signal.SIGKILL)
-                self.update(run, "TASK_RUNNING")
-                return
-            if (meta / "exit.json").exists():
-                return  # the watcher reports the launch failure
-            await asyncio.sleep(0.005)
+        # TASK_RUNNING once the executor says (through the pipe) that the command runs.
+        loop = asyncio.get_running_loop()
+        launched: asyncio.Future[bytes] = loop.create_future()
+
+        def on_pipe() -> None:
+            try:
+                data = os.read(rfd, 64)
+            except OSError:
+                data = b""
+            loop.remove_reader(rfd)
+            os.close(rfd)
+            if not launched.done():
+                launched.set_result(data)
+
+        loop.add_reader(rfd, on_pipe)
+        try:
+            data = await asyncio.wait_for(launched, 30)
+        except asyncio.TimeoutError:
+            if not launched.done():
+                loop.remove_reader(rfd)
+                os.close(rfd)
+            log.warning("task %s: the executor did not report a launch within 30s", run.task_id)
+            return
+        if data.strip().isdigit() and not run.terminal:
+            run.task_pid = int(data)
+            if run.killing:
+                self.signal_task(run, signal.SIGKILL)
+            self.update(run, "TASK_RUNNING")
 
     def read_task_pid(self, run: Run) -> int | None:
         try:

@@ -37,7 +37,7 @@ def _atomic_json(path: str, data: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
-def main(run_dir: str) -> int:
+def main(run_dir: str, notify_fd: int | None = None) -> int:
     with open(os.path.join(run_dir, "launch.json")) as fh:
         spec = json.load(fh)
     sandbox = spec["sandbox"]
@@ -66,6 +66,13 @@ def main(run_dir: str) -> int:
     with open(os.path.join(run_dir, "task.pid.tmp"), "w") as fh:
         fh.write(str(proc.pid))
     os.replace(os.path.join(run_dir, "task.pid.tmp"), os.path.join(run_dir, "task.pid"))
+    if notify_fd is not None:
+        # Tell the agent the command runs (it waits on this pipe instead of polling).
+        try:
+            os.write(notify_fd, f"{proc.pid}\n".encode())
+            os.close(notify_fd)
+        except OSError:
+            pass
 
     def forward(signum: int, _frame: object) -> None:
         try:
@@ -99,4 +106,4 @@ def main(run_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None))

@@ -1183,7 +1183,8 @@ class Master:
                 if eid and eid in fw.tasks:
                     self.kill(fw, {"task_id": {"value": eid}})
             elif kind == "ACKNOWLEDGE":
-                await self.acknowledge(fw, call.get("acknowledge") or {})
+                # Answered at once; the acknowledgement travels on to the agent asynchronously.
+                self.spawn(self.acknowledge(fw, call.get("acknowledge") or {}))
             elif kind == "RECONCILE":
                 self.reconcile(fw, call.get("reconcile") or {})
             elif kind == "UPDATE_FRAMEWORK":
