@@ -212,3 +212,31 @@ def test_sigterm_of_a_task_process_is_failure_not_kill(cluster: EmbeddedBackend,
     os.kill(sandbox_pid(cluster, node, "term-1"), signal.SIGTERM)
     status = scheduler.wait_task_state("term-1", "TASK_FAILED")
     assert status["message"] == "Command terminated with signal Terminated"
+
+
+def test_kv_workload_runs_as_a_task_with_sandbox_data(cluster: EmbeddedBackend, scheduler: V1Scheduler) -> None:
+    """`playground workload kv --data data --durable` runs as a task (kit on PATH) and keeps data in its sandbox."""
+    offer = offer_on(scheduler, cluster, "agent-1")
+    port = offer_ports(offer)[10]
+    host = offer["hostname"]
+    t = task_info("kv", "kv-1", None, "playground workload kv --data data --durable", mem=128, ports=[port],
+                  env={"PORT0": str(port), "HOST": host}, offer=offer)
+    scheduler.launch(offer, [t])
+    scheduler.wait_task_state("kv-1", "TASK_RUNNING")
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            r = httpx.put(f"http://{host}:{port}/v1/kv/hello", content=b"world", timeout=2)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    assert r.status_code == 201
+    stats = httpx.get(f"http://{host}:{port}/stats", timeout=2).json()
+    assert stats["task_id"] == "kv-1" and stats["durable"] is True
+    st = agent_state(cluster, "agent-1")
+    sandbox = next(ex["directory"] for fw in st["frameworks"] for ex in fw["executors"] if ex["id"] == "kv-1")
+    assert os.path.getsize(os.path.join(sandbox, "data", "data.log")) > 0
+    scheduler.kill("kv-1")
+    scheduler.wait_task_state("kv-1", "TASK_KILLED")
