@@ -1451,7 +1451,7 @@ class Master:
             for t in fw.tasks.values():
                 live[t.state] = live.get(t.state, 0) + 1
         for state in C.TASK_STATES:
-            key = state.lower()
+            key = "tasks_" + state[len("TASK_"):].lower()
             if state in ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_UNREACHABLE"):
                 m[f"master/{key}"] = float(live.get(state, 0))
             else:
