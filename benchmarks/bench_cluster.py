@@ -63,7 +63,9 @@ def launch_100(master: str) -> float:
             for _ in range(count):
                 tid = f"bench-{len(ids)}"
                 ids.append(tid)
-                tasks.append(task_info(tid, tid, None, "exec sleep 600", cpus=0.01, mem=8, offer=offer))
+                tasks.append(
+                    task_info(tid, tid, None, "exec sleep 600", cpus=0.01, mem=8, offer=offer)
+                )
             s.launch(offer, tasks)
         for tid in ids:
             s.wait_task_state(tid, "TASK_RUNNING", timeout=60)
@@ -88,7 +90,9 @@ def main() -> None:
         mems.append(mem)
         downs.append(timed("down", "--state-dir", str(state)))
         resumes.append(timed("up", "--state-dir", str(state)))
-        master = json.loads(cli("status", "--json", "--state-dir", str(state)))["endpoints"]["master"]
+        master = json.loads(cli("status", "--json", "--state-dir", str(state)))["endpoints"][
+            "master"
+        ]
         launches.append(launch_100(master))
         cli("destroy", "-y", "--state-dir", str(state))
     results = {
@@ -101,18 +105,30 @@ def main() -> None:
         "idle_memory_mb": statistics.median(mems),
         "memory_kind": kind,
         "launch_100_tasks_s": statistics.median(launches),
-        "samples": {"up": ups, "resume": resumes, "down": downs, "memory": mems, "launch100": launches},
+        "samples": {
+            "up": ups,
+            "resume": resumes,
+            "down": downs,
+            "memory": mems,
+            "launch100": launches,
+        },
     }
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))
     print(f"| figure | median of {args.runs} | target |")
     print("|---|---|---|")
-    print(f"| `playground up` (default, new state dir) to healthy | {results['up_cold_s']:.2f} s | <= 3 s |")
+    print(
+        f"| `playground up` (default, new state dir) to healthy | {results['up_cold_s']:.2f} s | <= 3 s |"
+    )
     print(f"| `playground up` resuming a stopped cluster | {results['up_resume_s']:.2f} s | - |")
     print(f"| `playground down` | {results['down_s']:.2f} s | <= 1 s |")
-    print(f"| idle memory of all `default` nodes ({kind}) | {results['idle_memory_mb']:.0f} MB | <= 300 MB |")
-    print(f"| 100 tasks through the scheduler API to TASK_RUNNING | {results['launch_100_tasks_s']:.2f} s | <= 5 s |")
+    print(
+        f"| idle memory of all `default` nodes ({kind}) | {results['idle_memory_mb']:.0f} MB | <= 300 MB |"
+    )
+    print(
+        f"| 100 tasks through the scheduler API to TASK_RUNNING | {results['launch_100_tasks_s']:.2f} s | <= 5 s |"
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
 
 
-def _cluster(tmp_path_factory: pytest.TempPathFactory, topology: str, time_scale: float) -> Iterator[EmbeddedBackend]:
+def _cluster(
+    tmp_path_factory: pytest.TempPathFactory, topology: str, time_scale: float
+) -> Iterator[EmbeddedBackend]:
     state = tmp_path_factory.mktemp(f"cluster-{topology}") / "state"
     backend = EmbeddedBackend(state, topology=topology, time_scale=time_scale)
     backend.up()
@@ -72,6 +74,10 @@ def _no_leftover_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
     base = str(tmp_path_factory.getbasetemp())
     yield
-    leftovers = [p for p in procs.find_marked(None) if procs._marker_of(p) and str(procs._marker_of(p)).startswith(base)]
+    leftovers = [
+        p
+        for p in procs.find_marked(None)
+        if procs._marker_of(p) and str(procs._marker_of(p)).startswith(base)
+    ]
     procs.terminate(leftovers)
     assert not leftovers, f"test clusters left {len(leftovers)} process(es) running"

@@ -16,7 +16,9 @@ class EmbeddedBackend(Backend):
 
     name = "embedded"
 
-    def __init__(self, state_dir: Path | str, topology: str | None = None, time_scale: float | None = None) -> None:
+    def __init__(
+        self, state_dir: Path | str, topology: str | None = None, time_scale: float | None = None
+    ) -> None:
         self.cluster = Cluster(state_dir)
         self.topology = topology
         self.time_scale = time_scale
@@ -39,7 +41,16 @@ class EmbeddedBackend(Backend):
 
     def nodes(self) -> list[NodeInfo]:
         return [
-            NodeInfo(n["name"], n["role"], n["address"], n["state"], n["zone"], n["rack"], n["region"], n["pid"])
+            NodeInfo(
+                n["name"],
+                n["role"],
+                n["address"],
+                n["state"],
+                n["zone"],
+                n["rack"],
+                n["region"],
+                n["pid"],
+            )
             for n in self.cluster.status()["nodes"]
         ]
 
@@ -76,7 +87,10 @@ class EmbeddedBackend(Backend):
     def restart_agent_process(self, node: str) -> None:
         spec = self.cluster.topology().node(node)
         if not spec.is_agent:
-            raise BackendError(f"{node} is not an agent", hint="agent-restart applies to agent and public-agent nodes")
+            raise BackendError(
+                f"{node} is not an agent",
+                hint="agent-restart applies to agent and public-agent nodes",
+            )
         with self.cluster.state.lock():
             rec = self.cluster.record()
             ref = self.cluster.node_ref(rec, node)

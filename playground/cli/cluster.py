@@ -19,7 +19,7 @@ from playground.cli.common import (
 from playground.cluster.lifecycle import Cluster
 
 
-def _endpoints_text(status: dict) -> str:  # type: ignore[type-arg]
+def _endpoints_text(status: dict) -> str:
     lines = []
     for name, url in sorted(status["endpoints"].items()):
         lines.append(f"  {name:<12} {url or '-'}")
@@ -27,26 +27,53 @@ def _endpoints_text(status: dict) -> str:  # type: ignore[type-arg]
 
 
 @click.command()
-@click.option("--topology", "-t", metavar="NAME|FILE", help="A shipped topology (see `playground topology list`) or a YAML file. Default: default.")
-@click.option("--time-scale", type=float, metavar="N", help="Real-cluster seconds per wall second (>= 1; 1 = real timings). Default: 10.")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the cluster to become healthy.")
+@click.option(
+    "--topology",
+    "-t",
+    metavar="NAME|FILE",
+    help="A shipped topology (see `playground topology list`) or a YAML file. Default: default.",
+)
+@click.option(
+    "--time-scale",
+    type=float,
+    metavar="N",
+    help="Real-cluster seconds per wall second (>= 1; 1 = real timings). Default: 10.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the cluster to become healthy.",
+)
 @json_option
 @state_dir_option
 @handle_errors
 def up(topology: str | None, time_scale: float | None, timeout: float, as_json: bool) -> None:
     """Start the embedded cluster (or resume or repair it) and wait until it is healthy."""
     cluster = Cluster(state_dir())
-    result = cluster.up(topology, time_scale, progress=progress_printer(not as_json), timeout=timeout)
+    result = cluster.up(
+        topology, time_scale, progress=progress_printer(not as_json), timeout=timeout
+    )
     status = cluster.status()
     if as_json:
-        emit_json({"created": result.created, "already_running": result.already_running,
-                   "started": result.started, "elapsed": round(result.elapsed, 3), "status": status})
+        emit_json(
+            {
+                "created": result.created,
+                "already_running": result.already_running,
+                "started": result.started,
+                "elapsed": round(result.elapsed, 3),
+                "status": status,
+            }
+        )
         return
     if result.already_running:
         click.echo(f"cluster '{status['topology']}' is already running ({status['state_dir']})")
     else:
-        click.echo(f"cluster '{status['topology']}' is up in {result.elapsed:.1f}s "
-                   f"(time scale {status['time_scale']:g}, state dir {status['state_dir']})")
+        click.echo(
+            f"cluster '{status['topology']}' is up in {result.elapsed:.1f}s "
+            f"(time scale {status['time_scale']:g}, state dir {status['state_dir']})"
+        )
     click.echo("endpoints:")
     click.echo(_endpoints_text(status))
 
@@ -79,7 +106,12 @@ def destroy(yes: bool) -> None:
 
 
 @click.command()
-@click.option("--all", "everything", is_flag=True, help="Leftovers of every cluster of this user, not only this state dir.")
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Leftovers of every cluster of this user, not only this state dir.",
+)
 @json_option
 @state_dir_option
 @handle_errors
@@ -122,13 +154,17 @@ def status(as_json: bool) -> None:
         if n.get("leading"):
             extra = "  leader"
         state = click.style(n["state"], fg=STATE_COLORS.get(n["state"]))
-        click.echo(f"{n['name']:<16}{n['role']:<14}{n['zone'] or '-':<6}{n['rack'] or '-':<6}"
-                   f"{n['address']:<22}{n['pid'] or '-'!s:<9}{state}{extra}")
+        click.echo(
+            f"{n['name']:<16}{n['role']:<14}{n['zone'] or '-':<6}{n['rack'] or '-':<6}"
+            f"{n['address']:<22}{n['pid'] or '-'!s:<9}{state}{extra}"
+        )
     if st["frameworks"]:
         click.echo("")
         click.echo("frameworks:")
         for fw in st["frameworks"]:
-            click.echo(f"  {fw['name']} ({fw['id']}) {'active' if fw['active'] else 'inactive'}, {fw['tasks']} task(s)")
+            click.echo(
+                f"  {fw['name']} ({fw['id']}) {'active' if fw['active'] else 'inactive'}, {fw['tasks']} task(s)"
+            )
     if st["tasks"]:
         click.echo("tasks: " + ", ".join(f"{k} {v}" for k, v in sorted(st["tasks"].items())))
 
@@ -136,7 +172,7 @@ def status(as_json: bool) -> None:
 def follow_file(path: os.PathLike[str] | str, follow: bool) -> None:
     """Print a file; with ``follow``, keep printing what is appended until Ctrl-C."""
     try:
-        fh = open(path, "rb")  # noqa: SIM115
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise click.ClickException(f"{path} does not exist (yet)") from None
     with fh:

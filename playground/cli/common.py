@@ -17,7 +17,9 @@ from playground.errors import PlaygroundError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _remember_state_dir(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+def _remember_state_dir(
+    ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
     if value is not None:
         root = ctx.find_root()
         root.meta["playground.state_dir"] = value

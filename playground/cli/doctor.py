@@ -19,10 +19,17 @@ def checks(root: Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(name: str, ok: bool, detail: str, fix: str | None = None) -> None:
-        out.append({"check": name, "ok": ok, "detail": detail, **({"fix": fix} if fix and not ok else {})})
+        out.append(
+            {"check": name, "ok": ok, "detail": detail, **({"fix": fix} if fix and not ok else {})}
+        )
 
     v = sys.version_info
-    add("python", v >= (3, 11), f"Python {v.major}.{v.minor}.{v.micro}", "install Python 3.11 or newer")
+    add(
+        "python",
+        v >= (3, 11),
+        f"Python {v.major}.{v.minor}.{v.micro}",
+        "install Python 3.11 or newer",
+    )
     per_ip = addr_mod.per_ip_supported()
     topo = topo_mod.load("ha")
     if per_ip:
@@ -45,11 +52,20 @@ def checks(root: Path) -> list[dict[str, Any]]:
     probe = root if root.exists() else next((p for p in root.parents if p.exists()), Path("/"))
     usage = shutil.disk_usage(probe)
     free_gb = usage.free / 1e9
-    add("disk", free_gb >= 1.0, f"{free_gb:.1f} GB free at {probe}", "free some disk space (1 GB or more)")
+    add(
+        "disk",
+        free_gb >= 1.0,
+        f"{free_gb:.1f} GB free at {probe}",
+        "free some disk space (1 GB or more)",
+    )
     try:
         if per_ip:
-            mode, block, _ = addr_mod.choose(topo_mod.load("default"), str(root))
-            add("ports", True, f"a free address block is available (127.77.{block}.0/24, ports 2181, 5050, 5051, 31000-32000)")
+            _mode, block, _ = addr_mod.choose(topo_mod.load("default"), str(root))
+            add(
+                "ports",
+                True,
+                f"a free address block is available (127.77.{block}.0/24, ports 2181, 5050, 5051, 31000-32000)",
+            )
         else:
             add("ports", True, "shared-address mode")
     except Exception as exc:  # report, do not crash the doctor

@@ -18,7 +18,9 @@ def _master(cluster: Cluster) -> MasterClient:
     st = cluster.status()
     url = st["endpoints"].get("master")
     if not url:
-        raise PlaygroundError("no leading master", hint="is the cluster up? see `playground status`")
+        raise PlaygroundError(
+            "no leading master", hint="is the cluster up? see `playground status`"
+        )
     return MasterClient(url)
 
 
@@ -39,11 +41,21 @@ def list_(show_all: bool, as_json: bool) -> None:
     hosts = {s["id"]: s["hostname"] for s in state["slaves"]}
     rows: list[dict[str, Any]] = []
     for fw in state["frameworks"]:
-        groups = [fw["tasks"], fw.get("unreachable_tasks", [])] + ([fw["completed_tasks"]] if show_all else [])
+        groups = [fw["tasks"], fw.get("unreachable_tasks", [])] + (
+            [fw["completed_tasks"]] if show_all else []
+        )
         for tasks in groups:
             for t in tasks:
-                rows.append({"id": t["id"], "name": t["name"], "framework": fw["name"], "state": t["state"],
-                             "agent_id": t["slave_id"], "host": hosts.get(t["slave_id"])})
+                rows.append(
+                    {
+                        "id": t["id"],
+                        "name": t["name"],
+                        "framework": fw["name"],
+                        "state": t["state"],
+                        "agent_id": t["slave_id"],
+                        "host": hosts.get(t["slave_id"]),
+                    }
+                )
     if as_json:
         emit_json(rows)
         return
@@ -76,7 +88,9 @@ def _find_sandbox(state: dict[str, Any], task_id: str) -> tuple[str, str]:
     fw, t = candidates[-1]
     agent = next((s for s in matches if s["id"] == t["slave_id"]), None)
     if agent is None:
-        raise PlaygroundError(f"the agent of task {t['id']} is not registered", hint="see `playground status`")
+        raise PlaygroundError(
+            f"the agent of task {t['id']} is not registered", hint="see `playground status`"
+        )
     url = "http://" + agent["pid"].split("@", 1)[1]
     with AgentClient(url) as a:
         astate = a.state()

@@ -41,10 +41,14 @@ def show(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(desc)
         return
-    click.echo(f"{desc['name']}: {desc['description']} (quorum {desc['quorum']}, masters' region {desc['region']})")
+    click.echo(
+        f"{desc['name']}: {desc['description']} (quorum {desc['quorum']}, masters' region {desc['region']})"
+    )
     for n in desc["nodes"]:
         where = ""
         if "zone" in n:
-            where = f"region {n['region']}, zone {n['zone']}" + (f", rack {n['rack']}" if n["rack"] else "")
+            where = f"region {n['region']}, zone {n['zone']}" + (
+                f", rack {n['rack']}" if n["rack"] else ""
+            )
             where += f"  {n['resources']}"
         click.echo(f"  {n['name']:<16}{n['role']:<14}{where}")

@@ -14,7 +14,9 @@ def _port(port: int | None) -> int:
     env = os.environ.get("PORT0")
     if env and env.isdigit():
         return int(env)
-    raise click.UsageError("no port: pass --port N, or run as a task with a port (PORT0 is set then)")
+    raise click.UsageError(
+        "no port: pass --port N, or run as a task with a port (PORT0 is set then)"
+    )
 
 
 def _host(host: str | None) -> str:
@@ -29,10 +31,17 @@ def workload() -> None:
 @workload.command()
 @click.option("--port", type=int, help="Port to listen on [default: $PORT0].")
 @click.option("--host", help="Address to listen on [default: $HOST, else 127.0.0.1].")
-@click.option("--data", default="data", show_default=True, help="Data directory; relative paths are inside $MESOS_SANDBOX.")
+@click.option(
+    "--data",
+    default="data",
+    show_default=True,
+    help="Data directory; relative paths are inside $MESOS_SANDBOX.",
+)
 @click.option("--durable", is_flag=True, help="fsync every write before acknowledging it.")
 @click.option("--size-limit", type=int, metavar="BYTES", help="Refuse writes beyond this log size.")
-def kv(port: int | None, host: str | None, data: str, durable: bool, size_limit: int | None) -> None:
+def kv(
+    port: int | None, host: str | None, data: str, durable: bool, size_limit: int | None
+) -> None:
     """The key-value service: crash-consistent log, checksummed records, HTTP API."""
     from playground.workloads.kv import run_kv
 

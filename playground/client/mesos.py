@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
-from playground.client.errors import ClientError, LeaderUnavailable, NotFound
 import playground.mesos.models as models
+from playground.client.errors import ClientError, LeaderUnavailable, NotFound
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -20,7 +20,7 @@ class _Http:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> _Http:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -31,14 +31,21 @@ class _Http:
         try:
             r = self._client.request(method, url, follow_redirects=True, **kw)
         except httpx.HTTPError as exc:
-            raise ClientError(f"{method} {url}: {exc}", hint="is the cluster up? try `playground status`") from None
+            raise ClientError(
+                f"{method} {url}: {exc}", hint="is the cluster up? try `playground status`"
+            ) from None
         if r.status_code == 404:
             raise NotFound(f"{method} {url}: 404 {r.text.strip()}", 404)
         if r.status_code == 503:
-            raise LeaderUnavailable(f"{method} {url}: no leading master ({r.text.strip()})", 503,
-                                    hint="a quorum of masters must be running")
+            raise LeaderUnavailable(
+                f"{method} {url}: no leading master ({r.text.strip()})",
+                503,
+                hint="a quorum of masters must be running",
+            )
         if r.status_code >= 400:
-            raise ClientError(f"{method} {url}: HTTP {r.status_code}: {r.text.strip()}", r.status_code)
+            raise ClientError(
+                f"{method} {url}: HTTP {r.status_code}: {r.text.strip()}", r.status_code
+            )
         return r
 
     def get_json(self, url_path: str, /, **params: Any) -> Any:
@@ -80,8 +87,12 @@ class MasterClient(_Http):
 
     def call(self, call_type: str, **body: Any) -> dict[str, Any]:
         """A v1 operator API call, e.g. ``call("GET_AGENTS")``."""
-        r = self._request("POST", "/api/v1", json={"type": call_type, **body},
-                          headers={"Accept": "application/json"})
+        r = self._request(
+            "POST",
+            "/api/v1",
+            json={"type": call_type, **body},
+            headers={"Accept": "application/json"},
+        )
         return dict(r.json()) if r.content else {}
 
 

@@ -30,7 +30,15 @@ WELL_KNOWN = {
     "marathon": 8080,
 }
 #: Host offset of each role inside a block.
-ROLE_BASE = {"coordinator": 2, "marathon": 3, "storage": 4, "monitor": 5, "master": 10, "agent": 20, "public-agent": 60}
+ROLE_BASE = {
+    "coordinator": 2,
+    "marathon": 3,
+    "storage": 4,
+    "monitor": 5,
+    "master": 10,
+    "agent": 20,
+    "public-agent": 60,
+}
 TASK_PORTS = (31000, 32000)
 
 
@@ -131,6 +139,10 @@ def choose(topology: Topology, seed: str) -> tuple[str, int, dict[str, NodeAddre
 
 def to_json(addrs: dict[str, NodeAddress]) -> dict[str, Any]:
     return {
-        n: {"host": a.host, "port": a.port, **({"task_ports": list(a.task_ports)} if a.task_ports else {})}
+        n: {
+            "host": a.host,
+            "port": a.port,
+            **({"task_ports": list(a.task_ports)} if a.task_ports else {}),
+        }
         for n, a in addrs.items()
     }

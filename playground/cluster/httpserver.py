@@ -12,7 +12,9 @@ from aiohttp import web
 log = logging.getLogger("playground.http")
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """A JSON response the way the real systems send it (compact, UTF-8)."""
     return web.Response(
         body=json.dumps(data, separators=(",", ":")).encode(),

@@ -75,13 +75,15 @@ class Cluster:
     def address(self, rec: dict[str, Any], name: str) -> addr_mod.NodeAddress:
         a = rec["addresses"][name]
         tp = a.get("task_ports")
-        return addr_mod.NodeAddress(a["host"], int(a["port"]), tuple(tp) if tp else None)  # type: ignore[arg-type]
+        return addr_mod.NodeAddress(a["host"], int(a["port"]), tuple(tp) if tp else None)
 
     # ---- up -------------------------------------------------------------------------
     def create(self, topology: str, time_scale: float) -> dict[str, Any]:
         topo = topo_mod.load(topology)
         if time_scale < 1:
-            raise ClusterError(f"--time-scale must be >= 1 (1 reproduces real timings), got {time_scale:g}")
+            raise ClusterError(
+                f"--time-scale must be >= 1 (1 reproduces real timings), got {time_scale:g}"
+            )
         mode, block, addrs = addr_mod.choose(topo, str(self.state.root))
         now = time.time()
         rec: dict[str, Any] = {
@@ -113,12 +115,19 @@ class Cluster:
         result = UpResult()
         with self.state.lock():
             if not self.state.exists():
-                progress(f"creating cluster in {self.state.root} (topology {topology or 'default'})")
-                rec = self.create(topology or "default", time_scale if time_scale is not None else 10.0)
+                progress(
+                    f"creating cluster in {self.state.root} (topology {topology or 'default'})"
+                )
+                rec = self.create(
+                    topology or "default", time_scale if time_scale is not None else 10.0
+                )
                 result.created = True
             else:
                 rec = self.record()
-                if topology is not None and topology not in (rec["name"], rec.get("topology_source")):
+                if topology is not None and topology not in (
+                    rec["name"],
+                    rec.get("topology_source"),
+                ):
                     raise ClusterError(
                         f"this state directory holds a '{rec['name']}' cluster, not '{topology}'",
                         hint="run `playground destroy` first, or use another --state-dir",
@@ -132,7 +141,9 @@ class Cluster:
                 result.already_running = True
             else:
                 if not result.created and len(missing) < len(topo.nodes):
-                    progress("cluster is partly running; starting " + ", ".join(n.name for n in missing))
+                    progress(
+                        "cluster is partly running; starting " + ", ".join(n.name for n in missing)
+                    )
                 elif not result.created:
                     progress("resuming stopped cluster")
                 self._check_addresses(rec, missing)
@@ -147,7 +158,9 @@ class Cluster:
                     self.state.write(rec)
                 except Exception as exc:
                     self._teardown(rec, started)
-                    raise ClusterError(f"starting the cluster failed: {exc}", hint=self._log_hint(started)) from exc
+                    raise ClusterError(
+                        f"starting the cluster failed: {exc}", hint=self._log_hint(started)
+                    ) from exc
                 result.started = started
         try:
             self.wait_healthy(timeout=timeout, progress=progress)
@@ -157,7 +170,9 @@ class Cluster:
                     rec = self.record()
                     self._teardown(rec, result.started)
                     self.state.write(rec)
-                exc.hint = (exc.hint + "; " if exc.hint else "") + "started nodes were stopped again"
+                exc.hint = (
+                    exc.hint + "; " if exc.hint else ""
+                ) + "started nodes were stopped again"
             raise
         result.elapsed = time.monotonic() - t0
         self.state.record_event("cluster.up", started=result.started, elapsed=result.elapsed)
@@ -184,7 +199,14 @@ class Cluster:
             fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n")
         ref = procs.spawn_detached(self.state.root, name, log)
         node = rec["nodes"].setdefault(name, {})
-        node.update({"pid": ref.pid, "create_time": ref.create_time, "desired": "running", "started": time.time()})
+        node.update(
+            {
+                "pid": ref.pid,
+                "create_time": ref.create_time,
+                "desired": "running",
+                "started": time.time(),
+            }
+        )
         return ref
 
     def start_node(self, name: str, timeout: float = 20.0) -> procs.ProcRef:
@@ -207,14 +229,19 @@ class Cluster:
         with httpx.Client(timeout=1.0) as client:
             while True:
                 if not ref.alive():
-                    raise ClusterError(f"node {name} exited while starting", hint=f"see `playground logs {name}`")
+                    raise ClusterError(
+                        f"node {name} exited while starting", hint=f"see `playground logs {name}`"
+                    )
                 try:
                     if client.get(url).status_code < 500:
                         return
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise ClusterError(f"node {name} did not answer within {timeout:.0f}s", hint=f"see `playground logs {name}`")
+                    raise ClusterError(
+                        f"node {name} did not answer within {timeout:.0f}s",
+                        hint=f"see `playground logs {name}`",
+                    )
                 time.sleep(0.05)
 
     def _teardown(self, rec: dict[str, Any], names: list[str]) -> None:
@@ -237,7 +264,9 @@ class Cluster:
                 if not self.node_alive(rec, m.name):
                     continue
                 try:
-                    r = client.get(f"{self.address(rec, m.name).url}/master/state", follow_redirects=False)
+                    r = client.get(
+                        f"{self.address(rec, m.name).url}/master/state", follow_redirects=False
+                    )
                 except httpx.HTTPError:
                     continue
                 if r.status_code == 200:
@@ -266,7 +295,8 @@ class Cluster:
                 dead = [
                     n.name
                     for n in topo.nodes
-                    if rec["nodes"].get(n.name, {}).get("desired") == "running" and not self.node_alive(rec, n.name)
+                    if rec["nodes"].get(n.name, {}).get("desired") == "running"
+                    and not self.node_alive(rec, n.name)
                 ]
                 if dead:
                     raise ClusterError(
@@ -278,13 +308,19 @@ class Cluster:
                     progress(f"leading master: {h['leader']}")
                     said.add("leader")
                 wanted = [
-                    a for a, ok in h["agents_registered"].items() if rec["nodes"].get(a, {}).get("desired") == "running"
+                    a
+                    for a, ok in h["agents_registered"].items()
+                    if rec["nodes"].get(a, {}).get("desired") == "running"
                 ]
                 if h["leader"] and all(h["agents_registered"][a] for a in wanted):
                     return
                 if time.monotonic() > deadline:
                     waiting = [a for a in wanted if not h["agents_registered"][a]]
-                    what = "no leading master" if not h["leader"] else "agents not registered: " + ", ".join(waiting)
+                    what = (
+                        "no leading master"
+                        if not h["leader"]
+                        else "agents not registered: " + ", ".join(waiting)
+                    )
                     raise ClusterError(
                         f"the cluster did not become healthy in {timeout:.0f}s ({what})",
                         hint="see `playground status` and `playground logs NODE`",
@@ -318,7 +354,8 @@ class Cluster:
             self.state.record_event("cluster.down", stopped=stopped)
             if survivors:
                 raise ClusterError(
-                    f"{len(survivors)} process(es) did not stop: " + ", ".join(str(p.pid) for p in survivors)
+                    f"{len(survivors)} process(es) did not stop: "
+                    + ", ".join(str(p.pid) for p in survivors)
                 )
             for name in stopped:
                 progress(f"stopped {name}")
@@ -363,7 +400,9 @@ class Cluster:
             "time_scale": rec["time_scale"],
             "addressing": rec.get("addressing", {}).get("mode"),
             "desired": rec.get("desired"),
-            "endpoints": {"coordinator": self.address(rec, topo.by_role("coordinator")[0].name).url},
+            "endpoints": {
+                "coordinator": self.address(rec, topo.by_role("coordinator")[0].name).url
+            },
             "leader": None,
             "frameworks": [],
             "tasks": {},
@@ -392,7 +431,12 @@ class Cluster:
             counts: dict[str, int] = {}
             for fw in state.get("frameworks", []):
                 info["frameworks"].append(
-                    {"id": fw["id"], "name": fw["name"], "active": fw["active"], "tasks": len(fw["tasks"])}
+                    {
+                        "id": fw["id"],
+                        "name": fw["name"],
+                        "active": fw["active"],
+                        "tasks": len(fw["tasks"]),
+                    }
                 )
                 for t in fw["tasks"] + fw.get("unreachable_tasks", []):
                     counts[t["state"]] = counts.get(t["state"], 0) + 1
@@ -435,7 +479,9 @@ class Cluster:
 def _agent_task_count(state: dict[str, Any] | None, agent_id: str) -> int:
     if state is None:
         return 0
-    return sum(1 for fw in state.get("frameworks", []) for t in fw["tasks"] if t["slave_id"] == agent_id)
+    return sum(
+        1 for fw in state.get("frameworks", []) for t in fw["tasks"] if t["slave_id"] == agent_id
+    )
 
 
 def dumps(data: Any) -> str:

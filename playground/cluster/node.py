@@ -50,7 +50,7 @@ class NodeContext:
     def address_of(self, name: str) -> NodeAddress:
         a = self.cluster["addresses"][name]
         tp = a.get("task_ports")
-        return NodeAddress(a["host"], int(a["port"]), tuple(tp) if tp else None)  # type: ignore[arg-type]
+        return NodeAddress(a["host"], int(a["port"]), tuple(tp) if tp else None)
 
     @property
     def coordinator_url(self) -> str:
@@ -67,8 +67,12 @@ def load_context(state_dir: Path, name: str) -> NodeContext:
     spec = topo.node(name)
     a = cluster["addresses"][name]
     tp = a.get("task_ports")
-    addr = NodeAddress(a["host"], int(a["port"]), tuple(tp) if tp else None)  # type: ignore[arg-type]
-    ts = TimeScale(float(cluster["time_scale"]), float(cluster.get("clock_epoch", 0.0)), float(cluster.get("clock_epoch", 0.0)))
+    addr = NodeAddress(a["host"], int(a["port"]), tuple(tp) if tp else None)
+    ts = TimeScale(
+        float(cluster["time_scale"]),
+        float(cluster.get("clock_epoch", 0.0)),
+        float(cluster.get("clock_epoch", 0.0)),
+    )
     return NodeContext(state, name, cluster, spec, topo, addr, ts)
 
 
@@ -111,7 +115,9 @@ def main(state_dir: Path | str, name: str) -> int:
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     ctx = load_context(Path(state_dir), name)
-    log.info("starting %s (%s) on %s, pid %d", name, ctx.spec.role, ctx.address.hostport, os.getpid())
+    log.info(
+        "starting %s (%s) on %s, pid %d", name, ctx.spec.role, ctx.address.hostport, os.getpid()
+    )
     try:
         return asyncio.run(_serve(ctx))
     except OSError as exc:

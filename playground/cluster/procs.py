@@ -119,7 +119,9 @@ def find_marked(state_dir: Path | None = None, node: str | None = None) -> list[
     return out
 
 
-def cluster_trees(state_dir: Path, roots: dict[str, ProcRef | None]) -> dict[str, list[psutil.Process]]:
+def cluster_trees(
+    state_dir: Path, roots: dict[str, ProcRef | None]
+) -> dict[str, list[psutil.Process]]:
     """The whole process tree of every node: its process, descendants and marked strays."""
     table, children, marks = _scan()
     skip = _ancestors()

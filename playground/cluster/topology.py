@@ -24,7 +24,9 @@ from playground.mesos.resources import (
 
 SCHEMA_VERSION = 1
 ROLES = ("coordinator", "master", "agent", "public-agent")
-_NAME = re.compile(r"^(coordinator|master|agent|public-agent|marathon|monitor|storage|edge)-[1-9][0-9]*$")
+_NAME = re.compile(
+    r"^(coordinator|master|agent|public-agent|marathon|monitor|storage|edge)-[1-9][0-9]*$"
+)
 #: The role whose static reservation makes an agent public (as in DC/OS).
 PUBLIC_ROLE = "slave_public"
 

@@ -58,7 +58,9 @@ class Group:
         self.expire(now)
         if len(self.members) < self.quorum:
             if self.leader is not None:
-                log.warning("quorum lost (%d of %d alive): no leader", len(self.members), self.quorum)
+                log.warning(
+                    "quorum lost (%d of %d alive): no leader", len(self.members), self.quorum
+                )
             self.leader = None
             return
         if self.leader in self.members:
@@ -109,7 +111,9 @@ class Coordinator:
         g = self.group(request.match_info["group"])
         body = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("member"), str):
-            return json_response({"message": "expected {'member': str, 'data': {...}, 'ttl': seconds}"}, 400)
+            return json_response(
+                {"message": "expected {'member': str, 'data': {...}, 'ttl': seconds}"}, 400
+            )
         now = time.monotonic()
         name = body["member"]
         ttl = float(body.get("ttl", 1.0))
@@ -141,7 +145,9 @@ class Coordinator:
         version = cur["version"] if cur else 0
         expected = request.headers.get("If-Match")
         if expected is not None and int(expected) != version:
-            return json_response({"message": f"version mismatch: have {version}", "version": version}, 409)
+            return json_response(
+                {"message": f"version mismatch: have {version}", "version": version}, 409
+            )
         self.kv[key] = {"key": key, "version": version + 1, "value": body}
         self._persist()
         return json_response(self.kv[key])

@@ -58,8 +58,14 @@ CAPABILITIES = [
 
 
 def _signal_name(num: int) -> str:
-    names = {signal.SIGTERM: "Terminated", signal.SIGKILL: "Killed", signal.SIGINT: "Interrupt",
-             signal.SIGSEGV: "Segmentation fault", signal.SIGABRT: "Aborted", signal.SIGHUP: "Hangup"}
+    names = {
+        signal.SIGTERM: "Terminated",
+        signal.SIGKILL: "Killed",
+        signal.SIGINT: "Interrupt",
+        signal.SIGSEGV: "Segmentation fault",
+        signal.SIGABRT: "Aborted",
+        signal.SIGHUP: "Hangup",
+    }
     try:
         return names.get(signal.Signals(num), signal.Signals(num).name)
     except ValueError:
@@ -173,8 +179,14 @@ class Agent:
         self.runs: dict[str, Run] = {}  # task id -> active run
         self.completed: deque[Run] = deque(maxlen=200)
         self.start_time = time.time()
-        self.counters = {"tasks_finished": 0, "tasks_failed": 0, "tasks_killed": 0, "tasks_lost": 0,
-                         "recovery_errors": 0, "valid_status_updates": 0}
+        self.counters = {
+            "tasks_finished": 0,
+            "tasks_failed": 0,
+            "tasks_killed": 0,
+            "tasks_lost": 0,
+            "recovery_errors": 0,
+            "valid_status_updates": 0,
+        }
         self.bg: set[asyncio.Task[Any]] = set()
         self.register_lock = asyncio.Lock()
         resources = self.spec.agent_resources()
@@ -184,7 +196,11 @@ class Agent:
             text = resources.to_text()
             import re
 
-            text = re.sub(r"ports(\([^)]*\))?:\[[^\]]*\]", lambda m: f"ports{m.group(1) or ''}:[{lo}-{hi}]", text)
+            text = re.sub(
+                r"ports(\([^)]*\))?:\[[^\]]*\]",
+                lambda m: f"ports{m.group(1) or ''}:[{lo}-{hi}]",
+                text,
+            )
             resources = Resources.parse(text)
         self.resources = resources
 
@@ -258,13 +274,17 @@ class Agent:
         lost_after = self.ts.ping(C.AGENT_PING_TIMEOUT) * C.MAX_AGENT_PING_TIMEOUTS
         while not self.ctx.stop.is_set():
             try:
-                view = await self.transport.get(f"{self.ctx.coordinator_url}/v1/election/mesos", timeout=2.0)
+                view = await self.transport.get(
+                    f"{self.ctx.coordinator_url}/v1/election/mesos", timeout=2.0
+                )
                 leader = view.get("leader_data")
                 url = leader.get("url") if leader else None
                 epoch = view.get("epoch")
             except MessageError:
                 url, epoch = self.master_url, self.master_epoch
-            if url and (url != self.master_url or epoch != self.master_epoch or not self.registered):
+            if url and (
+                url != self.master_url or epoch != self.master_epoch or not self.registered
+            ):
                 if url != self.master_url or epoch != self.master_epoch:
                     log.info("new leading master detected at %s", url)
                     self.registered = False
@@ -295,7 +315,9 @@ class Agent:
                         "task_id": {"value": r.task_id},
                         "info": r.info,
                         "state": r.state,
-                        "status": r.pending[-1] if r.pending else (r.statuses[-1] if r.statuses else None),
+                        "status": r.pending[-1]
+                        if r.pending
+                        else (r.statuses[-1] if r.statuses else None),
                         "statuses": [self.v0_status(s) for s in r.statuses],
                     }
                     for r in self.runs.values()
@@ -307,11 +329,15 @@ class Agent:
                 body["frameworks"] = list(fws.values())
             message = "ReregisterSlaveMessage" if reregister else "RegisterSlaveMessage"
             try:
-                reply = await self.transport.post(f"{self.master_url}/master/mesos.internal.{message}", body)
+                reply = await self.transport.post(
+                    f"{self.master_url}/master/mesos.internal.{message}", body
+                )
             except MessageError as exc:
                 if exc.status == 403:
                     log.error("the master refused this agent: %s; shutting down", exc.body)
-                    self.ctx.state.record_event("agent.refused", node=self.ctx.name, agent_id=self.agent_id)
+                    self.ctx.state.record_event(
+                        "agent.refused", node=self.ctx.name, agent_id=self.agent_id
+                    )
                     await self.shutdown_all_tasks()
                     self.ctx.stop.set()
                 else:
@@ -321,7 +347,12 @@ class Agent:
             self.save_agent_id()
             self.registered = True
             self.last_ping = time.monotonic()
-            log.info("%s with master %s as %s", "re-registered" if reregister else "registered", self.master_url, self.agent_id)
+            log.info(
+                "%s with master %s as %s",
+                "re-registered" if reregister else "registered",
+                self.master_url,
+                self.agent_id,
+            )
             for run in list(self.runs.values()):
                 if run.pending:
                     run.last_sent = 0.0
@@ -343,8 +374,14 @@ class Agent:
             cs["executor_pid"] = run.executor.pid
         return cs
 
-    def update(self, run: Run, state: str, message: str | None = None, reason: str | None = None,
-               source: str = "SOURCE_EXECUTOR") -> None:
+    def update(
+        self,
+        run: Run,
+        state: str,
+        message: str | None = None,
+        reason: str | None = None,
+        source: str = "SOURCE_EXECUTOR",
+    ) -> None:
         if run.terminal:
             return
         status: dict[str, Any] = {
@@ -365,10 +402,15 @@ class Agent:
         run.statuses.append(status)
         run.pending.append(status)
         if C.is_terminal(state):
-            key = {"TASK_FINISHED": "tasks_finished", "TASK_FAILED": "tasks_failed",
-                   "TASK_KILLED": "tasks_killed"}.get(state, "tasks_lost")
+            key = {
+                "TASK_FINISHED": "tasks_finished",
+                "TASK_FAILED": "tasks_failed",
+                "TASK_KILLED": "tasks_killed",
+            }.get(state, "tasks_lost")
             self.counters[key] += 1
-            self.ctx.state.record_event("task.terminal", node=self.ctx.name, task_id=run.task_id, state=state)
+            self.ctx.state.record_event(
+                "task.terminal", node=self.ctx.name, task_id=run.task_id, state=state
+            )
         run.checkpoint()
         if len(run.pending) == 1:
             self.spawn(self.send_head(run))
@@ -381,11 +423,17 @@ class Agent:
             status["agent_id"] = {"value": self.agent_id}
         run.last_sent = time.monotonic()
         body = {
-            "update": {"framework_id": {"value": run.framework_id}, "status": status, "uuid": status["uuid"]},
+            "update": {
+                "framework_id": {"value": run.framework_id},
+                "status": status,
+                "uuid": status["uuid"],
+            },
             "agent_id": self.agent_id,
         }
         try:
-            await self.transport.post(f"{self.master_url}/master/mesos.internal.StatusUpdateMessage", body)
+            await self.transport.post(
+                f"{self.master_url}/master/mesos.internal.StatusUpdateMessage", body
+            )
         except MessageError as exc:
             log.debug("status update for %s not delivered yet: %s", run.task_id, exc)
 
@@ -418,8 +466,15 @@ class Agent:
     # ---- launching ------------------------------------------------------------------
     def sandbox_of(self, framework_id: str, executor_id: str, container_id: str) -> Path:
         return (
-            self.work / "slaves" / (self.agent_id or "unregistered") / "frameworks" / framework_id
-            / "executors" / executor_id / "runs" / container_id
+            self.work
+            / "slaves"
+            / (self.agent_id or "unregistered")
+            / "frameworks"
+            / framework_id
+            / "executors"
+            / executor_id
+            / "runs"
+            / container_id
         )
 
     def task_env(self, run: Run) -> dict[str, str]:
@@ -469,8 +524,13 @@ class Agent:
         run = Run(fid, body.get("framework") or {"id": {"value": fid}}, info, cid, sandbox, meta)
         self.runs[tid] = run
         if "command" not in info:
-            self.update(run, "TASK_FAILED", "This cluster runs command tasks only (no custom executors)",
-                        "REASON_CONTAINER_LAUNCH_FAILED", "SOURCE_AGENT")
+            self.update(
+                run,
+                "TASK_FAILED",
+                "This cluster runs command tasks only (no custom executors)",
+                "REASON_CONTAINER_LAUNCH_FAILED",
+                "SOURCE_AGENT",
+            )
             return
         self.update(run, "TASK_STARTING")
         cmd = info["command"]
@@ -487,16 +547,25 @@ class Agent:
             run.popen = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(EXECUTOR), str(meta), str(wfd)],
                 stdin=subprocess.DEVNULL,
-                stdout=open(sandbox / "executor.log", "ab"),  # noqa: SIM115 - handed to the child
+                stdout=open(sandbox / "executor.log", "ab"),
                 stderr=subprocess.STDOUT,
                 close_fds=True,
                 pass_fds=(wfd,),
-                env={"PATH": os.environ.get("PATH", ""), "PLAYGROUND_MARK": os.environ.get("PLAYGROUND_MARK", "")},
+                env={
+                    "PATH": os.environ.get("PATH", ""),
+                    "PLAYGROUND_MARK": os.environ.get("PLAYGROUND_MARK", ""),
+                },
             )
         except OSError as exc:
             os.close(rfd)
             os.close(wfd)
-            self.update(run, "TASK_FAILED", f"Failed to launch the executor: {exc}", "REASON_CONTAINER_LAUNCH_FAILED", "SOURCE_AGENT")
+            self.update(
+                run,
+                "TASK_FAILED",
+                f"Failed to launch the executor: {exc}",
+                "REASON_CONTAINER_LAUNCH_FAILED",
+                "SOURCE_AGENT",
+            )
             return
         os.close(wfd)
         try:
@@ -522,7 +591,7 @@ class Agent:
         loop.add_reader(rfd, on_pipe)
         try:
             data = await asyncio.wait_for(launched, 30)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if not launched.done():
                 loop.remove_reader(rfd)
                 os.close(rfd)
@@ -579,11 +648,22 @@ class Agent:
             # The executor died without recording the task's end (a crash): end the container.
             if run.task_pid:
                 self.signal_task(run, signal.SIGKILL)
-            self.update(run, "TASK_FAILED", "Executor terminated", "REASON_EXECUTOR_TERMINATED", "SOURCE_AGENT")
+            self.update(
+                run,
+                "TASK_FAILED",
+                "Executor terminated",
+                "REASON_EXECUTOR_TERMINATED",
+                "SOURCE_AGENT",
+            )
             return
         if "launch_error" in result:
-            self.update(run, "TASK_FAILED", f"Failed to launch the command: {result['launch_error']}",
-                        "REASON_CONTAINER_LAUNCH_FAILED", "SOURCE_AGENT")
+            self.update(
+                run,
+                "TASK_FAILED",
+                f"Failed to launch the command: {result['launch_error']}",
+                "REASON_CONTAINER_LAUNCH_FAILED",
+                "SOURCE_AGENT",
+            )
             return
         code = int(result["status"])
         if run.kill_reason == "memory":
@@ -596,7 +676,11 @@ class Agent:
                 "SOURCE_AGENT",
             )
         elif run.killing:
-            msg = f"Command terminated with signal {_signal_name(-code)}" if code < 0 else f"Command exited with status {code}"
+            msg = (
+                f"Command terminated with signal {_signal_name(-code)}"
+                if code < 0
+                else f"Command exited with status {code}"
+            )
             self.update(run, "TASK_KILLED", msg)
         elif code == 0:
             self.update(run, "TASK_FINISHED", "Command exited with status 0")
@@ -650,7 +734,12 @@ class Agent:
                 run.mem_peak = max(run.mem_peak, rss)
                 limit = run.mem_limit_mb
                 if limit > 0 and rss > limit * 1048576:
-                    log.warning("task %s uses %d MB, over its %g MB: killing it", run.task_id, rss // 1048576, limit)
+                    log.warning(
+                        "task %s uses %d MB, over its %g MB: killing it",
+                        run.task_id,
+                        rss // 1048576,
+                        limit,
+                    )
                     run.kill_reason = "memory"
                     run.killing = True
                     run.checkpoint()
@@ -705,7 +794,10 @@ class Agent:
         with contextlib.suppress(MessageError):
             await self.transport.post(
                 f"{self.master_url}/master/mesos.internal.StatusUpdateMessage",
-                {"update": {"framework_id": {"value": fid}, "status": status}, "agent_id": self.agent_id},
+                {
+                    "update": {"framework_id": {"value": fid}, "status": status},
+                    "agent_id": self.agent_id,
+                },
             )
 
     # ---- HTTP: public endpoints -----------------------------------------------------
@@ -757,14 +849,21 @@ class Agent:
                     "failover_timeout": float(run.framework_info.get("failover_timeout", 0.0)),
                     "checkpoint": bool(run.framework_info.get("checkpoint", False)),
                     "hostname": run.framework_info.get("hostname", ""),
-                    "role": (run.framework_info.get("roles") or [run.framework_info.get("role", "*")])[0],
-                    "roles": run.framework_info.get("roles") or [run.framework_info.get("role", "*")],
-                    "capabilities": [c.get("type") for c in run.framework_info.get("capabilities", [])],
+                    "role": (
+                        run.framework_info.get("roles") or [run.framework_info.get("role", "*")]
+                    )[0],
+                    "roles": run.framework_info.get("roles")
+                    or [run.framework_info.get("role", "*")],
+                    "capabilities": [
+                        c.get("type") for c in run.framework_info.get("capabilities", [])
+                    ],
                     "executors": [],
                     "completed_executors": [],
                 },
             )
-            (fw["completed_executors"] if run.terminal else fw["executors"]).append(self.executor_v0(run))
+            (fw["completed_executors"] if run.terminal else fw["executors"]).append(
+                self.executor_v0(run)
+            )
         total = self.resources
         reserved = Resources(r for r in total if r.role != "*")
         unreserved = Resources(r for r in total if r.role == "*")
@@ -787,7 +886,8 @@ class Agent:
             },
             "unreserved_resources": unreserved.to_flat(),
             "reserved_resources_full": {
-                role: [r.to_v1() for r in reserved if r.role == role] for role in sorted({r.role for r in reserved})
+                role: [r.to_v1() for r in reserved if r.role == role]
+                for role in sorted({r.role for r in reserved})
             },
             "unreserved_resources_full": unreserved.to_v1(),
             "reserved_resources_allocated": {},
@@ -875,7 +975,9 @@ class Agent:
             st = p.lstat()
             out.append(
                 {
-                    "path": str(Path(request.query["path"]) / p.name) if path.is_dir() else request.query["path"],
+                    "path": str(Path(request.query["path"]) / p.name)
+                    if path.is_dir()
+                    else request.query["path"],
                     "nlink": st.st_nlink,
                     "size": st.st_size,
                     "mtime": st.st_mtime,
@@ -909,7 +1011,9 @@ class Agent:
         path = self._safe_path(request)
         if path.is_dir():
             raise web.HTTPBadRequest(text="Cannot download a directory")
-        return web.FileResponse(path, headers={"Content-Disposition": f"attachment; filename={path.name}"})
+        return web.FileResponse(
+            path, headers={"Content-Disposition": f"attachment; filename={path.name}"}
+        )
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024 * 1024)
@@ -930,8 +1034,16 @@ class Agent:
         return app
 
     async def h_version(self, request: web.Request) -> web.Response:
-        return json_response({"build_date": C.BUILD_DATE, "build_time": C.BUILD_TIME, "build_user": C.BUILD_USER,
-                              "git_sha": C.GIT_SHA, "git_tag": C.GIT_TAG, "version": MESOS_VERSION})
+        return json_response(
+            {
+                "build_date": C.BUILD_DATE,
+                "build_time": C.BUILD_TIME,
+                "build_user": C.BUILD_USER,
+                "git_sha": C.GIT_SHA,
+                "git_tag": C.GIT_TAG,
+                "version": MESOS_VERSION,
+            }
+        )
 
     async def run(self) -> int:
         self.recover()

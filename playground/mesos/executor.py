@@ -47,7 +47,11 @@ def main(run_dir: str, notify_fd: int | None = None) -> int:
     if spec.get("shell", True):
         argv = ["/bin/sh", "-c", spec["value"]]
     else:
-        argv = [spec["value"], *spec.get("arguments", [])[1:]] if spec.get("arguments") else [spec["value"]]
+        argv = (
+            [spec["value"], *spec.get("arguments", [])[1:]]
+            if spec.get("arguments")
+            else [spec["value"]]
+        )
     try:
         proc = subprocess.Popen(
             argv,
@@ -61,7 +65,9 @@ def main(run_dir: str, notify_fd: int | None = None) -> int:
         )
     except OSError as exc:
         err.write(f"Failed to launch the task: {exc}\n".encode())
-        _atomic_json(os.path.join(run_dir, "exit.json"), {"launch_error": str(exc), "time": time.time()})
+        _atomic_json(
+            os.path.join(run_dir, "exit.json"), {"launch_error": str(exc), "time": time.time()}
+        )
         return 1
     with open(os.path.join(run_dir, "task.pid.tmp"), "w") as fh:
         fh.write(str(proc.pid))

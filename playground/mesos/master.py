@@ -116,7 +116,11 @@ class TaskRec:
                     "state": s["state"],
                     "timestamp": s.get("timestamp", 0.0),
                     **({"healthy": s["healthy"]} if "healthy" in s else {}),
-                    **({"container_status": s["container_status"]} if "container_status" in s else {}),
+                    **(
+                        {"container_status": s["container_status"]}
+                        if "container_status" in s
+                        else {}
+                    ),
                 }
                 for s in self.statuses
             ],
@@ -184,7 +188,7 @@ class AgentRec:
             reserved_by_role.setdefault(r.role, {})
         for role in reserved_by_role:
             reserved_by_role[role] = Resources(r for r in reserved if r.role == role).to_flat()
-        host, _, port = self.pid.partition("@")[2].partition(":")
+        _host, _, port = self.pid.partition("@")[2].partition(":")
         out: dict[str, Any] = {
             "id": self.id,
             "pid": self.pid,
@@ -255,7 +259,9 @@ class FrameworkRec:
     queue: asyncio.Queue[dict[str, Any] | None] | None = None
     offers: set[str] = field(default_factory=set)
     tasks: dict[str, TaskRec] = field(default_factory=dict)
-    completed_tasks: deque[TaskRec] = field(default_factory=lambda: deque(maxlen=MAX_COMPLETED_TASKS))
+    completed_tasks: deque[TaskRec] = field(
+        default_factory=lambda: deque(maxlen=MAX_COMPLETED_TASKS)
+    )
     filters: dict[str, float] = field(default_factory=dict)  # agent id -> monotonic expiry
     suppressed: set[str] = field(default_factory=set)
     failover_task: asyncio.Task[None] | None = None
@@ -311,9 +317,13 @@ class FrameworkRec:
             "role": self.roles[0],
             "roles": self.roles,
             "tasks": [t.v0() for t in live],
-            "unreachable_tasks": [t.v0() for t in self.tasks.values() if t.state == "TASK_UNREACHABLE"],
+            "unreachable_tasks": [
+                t.v0() for t in self.tasks.values() if t.state == "TASK_UNREACHABLE"
+            ],
             "completed_tasks": [t.v0() for t in self.completed_tasks],
-            "offers": [master.offer_v0(master.offers[o]) for o in self.offers if o in master.offers],
+            "offers": [
+                master.offer_v0(master.offers[o]) for o in self.offers if o in master.offers
+            ],
             "executors": [],
         }
         if self.reregistered_time is not None:
@@ -338,7 +348,9 @@ class FrameworkRec:
             "connected": self.connected,
             "recovered": self.recovered,
             "registered_time": C.time_info(self.registered_time),
-            "offers": [master.offer_v1(master.offers[o]) for o in self.offers if o in master.offers],
+            "offers": [
+                master.offer_v1(master.offers[o]) for o in self.offers if o in master.offers
+            ],
             "allocated_resources": used.to_v1(),
             "offered_resources": offered.to_v1(),
         }
@@ -408,7 +420,12 @@ class Master:
             "hostname": a.host,
             "version": MESOS_VERSION,
             "address": {"hostname": a.host, "ip": a.host, "port": a.port},
-            "domain": {"fault_domain": {"region": {"name": self.ctx.topology.region}, "zone": {"name": "a"}}},
+            "domain": {
+                "fault_domain": {
+                    "region": {"name": self.ctx.topology.region},
+                    "zone": {"name": "a"},
+                }
+            },
         }
 
     def spawn(self, coro: Any) -> None:
@@ -421,19 +438,28 @@ class Master:
         ttl = self.ts.wall(C.ZK_SESSION_TIMEOUT, 1.0)
         period = max(ttl / 4, 0.1)
         url = f"{self.ctx.coordinator_url}/v1/election/mesos/heartbeat"
-        data = {"id": self.id, "pid": self.pid, "url": self.ctx.address.url, "name": self.ctx.name,
-                "hostport": self.ctx.address.hostport}
+        data = {
+            "id": self.id,
+            "pid": self.pid,
+            "url": self.ctx.address.url,
+            "name": self.ctx.name,
+            "hostport": self.ctx.address.hostport,
+        }
         last_ok = time.monotonic()
         while not self.ctx.stop.is_set():
             try:
-                view = await self.transport.post(url, {"member": self.ctx.name, "data": data, "ttl": ttl}, timeout=max(ttl, 1.0))
+                view = await self.transport.post(
+                    url, {"member": self.ctx.name, "data": data, "ttl": ttl}, timeout=max(ttl, 1.0)
+                )
                 last_ok = time.monotonic()
                 await self.on_election_view(view)
             except MessageError as exc:
                 # The session with the coordinator is lost once its TTL passes without a heartbeat.
                 if time.monotonic() - last_ok > ttl and (self.leading or self.leader):
                     log.warning("lost contact with the coordinator (%s): no leader known", exc)
-                    await self.on_election_view({"leader": None, "leader_data": None, "epoch": self.epoch})
+                    await self.on_election_view(
+                        {"leader": None, "leader_data": None, "epoch": self.epoch}
+                    )
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.ctx.stop.wait(), period)
 
@@ -547,20 +573,31 @@ class Master:
             self.counters["slave_registrations"] += 1
         self.registry_agents[aid] = {"hostname": rec.hostname, "pid": pid}
         self.spawn(self.save_registry())
-        log.info("%s agent %s at %s (%s)", "re-registered" if reregister else "registered", aid, pid, rec.hostname)
+        log.info(
+            "%s agent %s at %s (%s)",
+            "re-registered" if reregister else "registered",
+            aid,
+            pid,
+            rec.hostname,
+        )
         self.ctx.state.record_event(
-            "agent.reregistered" if reregister else "agent.registered", agent_id=aid, hostname=rec.hostname
+            "agent.reregistered" if reregister else "agent.registered",
+            agent_id=aid,
+            hostname=rec.hostname,
         )
         self.allocate_now.set()
         return {"agent_id": {"value": aid}, "master_id": self.id}
 
-    def reconcile_agent_tasks(self, rec: AgentRec, body: dict[str, Any], was_unreachable: bool) -> None:
+    def reconcile_agent_tasks(
+        self, rec: AgentRec, body: dict[str, Any], was_unreachable: bool
+    ) -> None:
         """Adopt the tasks a re-registering agent reports (after failover or a partition)."""
         for fwinfo in body.get("frameworks", []):
             fid = fwinfo["id"]["value"]
-            if fid not in self.frameworks and not any(f.id == fid for f in self.completed_frameworks):
-                fw = FrameworkRec(fid, fwinfo, time.time(), recovered=True)
-                self.frameworks[fid] = fw
+            if fid not in self.frameworks and not any(
+                f.id == fid for f in self.completed_frameworks
+            ):
+                self.frameworks[fid] = FrameworkRec(fid, fwinfo, time.time(), recovered=True)
         reported: set[str] = set()
         for t in body.get("tasks", []):
             fid = t["framework_id"]["value"]
@@ -569,11 +606,17 @@ class Master:
             reported.add(tid)
             if fw is None:
                 # The framework was torn down: the agent must kill this task.
-                self.spawn(self.send_agent(rec, "ShutdownFrameworkMessage", {"framework_id": {"value": fid}}))
+                self.spawn(
+                    self.send_agent(
+                        rec, "ShutdownFrameworkMessage", {"framework_id": {"value": fid}}
+                    )
+                )
                 continue
             task = fw.tasks.get(tid)
             if task is None:
-                task = TaskRec(t["info"], fid, rec.id, t["state"], t.get("status"), list(t.get("statuses", [])))
+                task = TaskRec(
+                    t["info"], fid, rec.id, t["state"], t.get("status"), list(t.get("statuses", []))
+                )
                 fw.tasks[tid] = task
             else:
                 task.state = t["state"]
@@ -582,11 +625,21 @@ class Master:
             task.agent_id = rec.id
             rec.tasks[tid] = task
             if was_unreachable and not fw.partition_aware:
-                self.spawn(self.send_agent(rec, "KillTaskMessage", {"framework_id": {"value": fid}, "task_id": {"value": tid}}))
+                self.spawn(
+                    self.send_agent(
+                        rec,
+                        "KillTaskMessage",
+                        {"framework_id": {"value": fid}, "task_id": {"value": tid}},
+                    )
+                )
         # Tasks the master knew on this agent that the agent no longer has are gone.
         for fw in self.frameworks.values():
             for tid, task in list(fw.tasks.items()):
-                if task.agent_id == rec.id and tid not in reported and not C.is_terminal(task.state):
+                if (
+                    task.agent_id == rec.id
+                    and tid not in reported
+                    and not C.is_terminal(task.state)
+                ):
                     self.master_update(
                         fw,
                         task,
@@ -650,9 +703,13 @@ class Master:
                 continue
             if fw.partition_aware:
                 task.unreachable_time = now
-                self.master_update(fw, task, "TASK_UNREACHABLE", "REASON_SLAVE_REMOVED", "Agent is unreachable")
+                self.master_update(
+                    fw, task, "TASK_UNREACHABLE", "REASON_SLAVE_REMOVED", "Agent is unreachable"
+                )
             else:
-                self.master_update(fw, task, "TASK_LOST", "REASON_SLAVE_REMOVED", "Agent is unreachable")
+                self.master_update(
+                    fw, task, "TASK_LOST", "REASON_SLAVE_REMOVED", "Agent is unreachable"
+                )
         self.spawn(self.save_registry())
 
     def rescind_agent_offers(self, agent: AgentRec) -> None:
@@ -672,7 +729,9 @@ class Master:
             fw.send({"type": "RESCIND", "rescind": {"offer_id": {"value": offer_id}}})
 
     # ---- task status ----------------------------------------------------------------
-    def master_update(self, fw: FrameworkRec, task: TaskRec, state: str, reason: str, message: str) -> None:
+    def master_update(
+        self, fw: FrameworkRec, task: TaskRec, state: str, reason: str, message: str
+    ) -> None:
         """A status update generated by the master itself (no acknowledgement needed)."""
         status = {
             "task_id": {"value": task.id},
@@ -725,7 +784,11 @@ class Master:
                     self.send_agent(
                         agent,
                         "StatusUpdateAcknowledgementMessage",
-                        {"framework_id": {"value": fid}, "task_id": {"value": tid}, "uuid": status["uuid"]},
+                        {
+                            "framework_id": {"value": fid},
+                            "task_id": {"value": tid},
+                            "uuid": status["uuid"],
+                        },
                     )
                 )
             return
@@ -753,7 +816,10 @@ class Master:
             raise CallError(400, "Expecting 'subscribe.framework_info' to be present")
         for req in ("user", "name"):
             if req not in info:
-                raise CallError(400, f"Failed to validate scheduler::Call: Expecting 'framework_info.{req}' to be present")
+                raise CallError(
+                    400,
+                    f"Failed to validate scheduler::Call: Expecting 'framework_info.{req}' to be present",
+                )
         fid = (info.get("id") or {}).get("value") or (call.get("framework_id") or {}).get("value")
         if fid and any(f.id == fid for f in self.completed_frameworks):
             raise CallError(403, "Framework has been removed")
@@ -824,12 +890,16 @@ class Master:
             self.rescind(oid)
         for agent in self.agents.values():
             if any(t.framework_id == fw.id for t in agent.tasks.values()):
-                self.spawn(self.send_agent(agent, "ShutdownFrameworkMessage", {"framework_id": {"value": fw.id}}))
+                self.spawn(
+                    self.send_agent(
+                        agent, "ShutdownFrameworkMessage", {"framework_id": {"value": fw.id}}
+                    )
+                )
         for task in list(fw.tasks.values()):
             task.state = "TASK_KILLED"
-            agent = self.agents.get(task.agent_id)
-            if agent is not None:
-                agent.tasks.pop(task.id, None)
+            holder = self.agents.get(task.agent_id)
+            if holder is not None:
+                holder.tasks.pop(task.id, None)
             fw.completed_tasks.append(task)
         fw.tasks.clear()
         fw.connected = fw.active = False
@@ -847,7 +917,11 @@ class Master:
             "framework_id": {"value": offer.framework_id},
             "agent_id": {"value": offer.agent_id},
             "hostname": agent.hostname,
-            "url": {"scheme": "http", "address": {"hostname": agent.hostname, "ip": host, "port": port}, "path": "/slave(1)"},
+            "url": {
+                "scheme": "http",
+                "address": {"hostname": agent.hostname, "ip": host, "port": port},
+                "path": "/slave(1)",
+            },
             "resources": offer.resources.to_v1(offer.role),
             "attributes": agent.info.get("attributes", []),
             "executor_ids": [],
@@ -932,18 +1006,26 @@ class Master:
     def call_framework(self, request: web.Request, call: dict[str, Any]) -> FrameworkRec:
         fid = (call.get("framework_id") or {}).get("value")
         if not fid:
-            raise CallError(400, "Failed to validate scheduler::Call: Expecting 'framework_id' to be present")
+            raise CallError(
+                400, "Failed to validate scheduler::Call: Expecting 'framework_id' to be present"
+            )
         fw = self.frameworks.get(fid)
         if fw is None or not fw.connected:
             raise CallError(403, "Framework cannot be found")
         stream = request.headers.get("Mesos-Stream-Id")
         if stream != fw.stream_id:
-            raise CallError(400, f"The stream ID '{stream}' included in this request didn't match the stream ID currently associated with framework ID {fid}")
+            raise CallError(
+                400,
+                f"The stream ID '{stream}' included in this request didn't match the stream ID currently associated with framework ID {fid}",
+            )
         return fw
 
     def accept(self, fw: FrameworkRec, body: dict[str, Any]) -> None:
         offer_ids = [o["value"] for o in body.get("offer_ids", [])]
-        refuse = min(float((body.get("filters") or {}).get("refuse_seconds", C.DEFAULT_REFUSE_SECONDS)), C.MAX_REFUSE_SECONDS)
+        refuse = min(
+            float((body.get("filters") or {}).get("refuse_seconds", C.DEFAULT_REFUSE_SECONDS)),
+            C.MAX_REFUSE_SECONDS,
+        )
         operations = body.get("operations") or []
         offers: list[OfferRec] = []
         error: str | None = None
@@ -977,16 +1059,29 @@ class Master:
             fw.filters[agent.id] = time.monotonic() + self.ts.wall(refuse, 0.0)
         self.allocate_now.set()
 
-    def launch(self, fw: FrameworkRec, agent: AgentRec | None, tinfo: dict[str, Any], pool: Resources, error: str | None) -> None:
+    def launch(
+        self,
+        fw: FrameworkRec,
+        agent: AgentRec | None,
+        tinfo: dict[str, Any],
+        pool: Resources,
+        error: str | None,
+    ) -> None:
         tid = (tinfo.get("task_id") or {}).get("value", "")
-        task = TaskRec(tinfo, fw.id, agent.id if agent else (tinfo.get("agent_id") or {}).get("value", ""))
+        task = TaskRec(
+            tinfo, fw.id, agent.id if agent else (tinfo.get("agent_id") or {}).get("value", "")
+        )
 
         def fail(state: str, reason: str, message: str) -> None:
             fw.completed_tasks.append(task)
             self.master_update(fw, task, state, reason, message)
 
         if error is not None:
-            fail("TASK_DROPPED" if fw.partition_aware else "TASK_LOST", "REASON_INVALID_OFFERS", error)
+            fail(
+                "TASK_DROPPED" if fw.partition_aware else "TASK_LOST",
+                "REASON_INVALID_OFFERS",
+                error,
+            )
             return
         assert agent is not None
         problem = self.validate_task(fw, agent, tinfo, pool)
@@ -1001,7 +1096,9 @@ class Master:
         body = {"framework": fw.info, "framework_id": {"value": fw.id}, "task": tinfo}
         self.spawn(self._run_task(fw, agent, task, body))
 
-    async def _run_task(self, fw: FrameworkRec, agent: AgentRec, task: TaskRec, body: dict[str, Any]) -> None:
+    async def _run_task(
+        self, fw: FrameworkRec, agent: AgentRec, task: TaskRec, body: dict[str, Any]
+    ) -> None:
         if not await self.send_agent(agent, "RunTaskMessage", body):
             if task.state == "TASK_STAGING" and task.id in fw.tasks:
                 self.master_update(
@@ -1012,7 +1109,9 @@ class Master:
                     "Agent could not be reached to launch the task",
                 )
 
-    def validate_task(self, fw: FrameworkRec, agent: AgentRec, tinfo: dict[str, Any], pool: Resources) -> str | None:
+    def validate_task(
+        self, fw: FrameworkRec, agent: AgentRec, tinfo: dict[str, Any], pool: Resources
+    ) -> str | None:
         tid = (tinfo.get("task_id") or {}).get("value")
         if not tid:
             return "Task ID is missing"
@@ -1030,13 +1129,14 @@ class Master:
         if not res:
             return "Task uses no resources"
         if not pool.contains(res):
-            return (
-                f"Task uses more resources {res.to_text()} than available {pool.to_text()}"
-            )
+            return f"Task uses more resources {res.to_text()} than available {pool.to_text()}"
         return None
 
     def decline(self, fw: FrameworkRec, body: dict[str, Any]) -> None:
-        refuse = min(float((body.get("filters") or {}).get("refuse_seconds", C.DEFAULT_REFUSE_SECONDS)), C.MAX_REFUSE_SECONDS)
+        refuse = min(
+            float((body.get("filters") or {}).get("refuse_seconds", C.DEFAULT_REFUSE_SECONDS)),
+            C.MAX_REFUSE_SECONDS,
+        )
         for o in body.get("offer_ids", []):
             offer = self.offers.get(o.get("value"))
             if offer is None or offer.framework_id != fw.id:
@@ -1083,9 +1183,9 @@ class Master:
             for item in wanted:
                 tid = item["task_id"]["value"]
                 aid = (item.get("agent_id") or {}).get("value")
-                task = fw.tasks.get(tid)
-                if task is not None:
-                    statuses.append(self.reconcile_status(task))
+                known = fw.tasks.get(tid)
+                if known is not None:
+                    statuses.append(self.reconcile_status(known))
                     continue
                 if aid and aid in self.unreachable:
                     state = "TASK_UNREACHABLE" if fw.partition_aware else "TASK_LOST"
@@ -1150,15 +1250,23 @@ class Master:
             return self.redirect_or_unavailable(request)
         ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
         if ctype != "application/json":
-            return web.Response(status=415, text=f"Expecting 'Content-Type' of application/json or application/x-protobuf; this master speaks JSON only (got {ctype})")
+            return web.Response(
+                status=415,
+                text=f"Expecting 'Content-Type' of application/json or application/x-protobuf; this master speaks JSON only (got {ctype})",
+            )
         call = await read_json(request)
         if not isinstance(call, dict) or "type" not in call:
-            return web.Response(status=400, text="Failed to validate scheduler::Call: Expecting 'type' to be present")
+            return web.Response(
+                status=400,
+                text="Failed to validate scheduler::Call: Expecting 'type' to be present",
+            )
         kind = call["type"]
         try:
             if kind == "SUBSCRIBE":
                 if "Mesos-Stream-Id" in request.headers:
-                    raise CallError(400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
+                    raise CallError(
+                        400, "Subscribe calls should not include the 'Mesos-Stream-Id' header"
+                    )
                 fw = self.subscribe(call)
                 return await self.stream(request, fw)
             fw = self.call_framework(request, call)
@@ -1190,13 +1298,23 @@ class Master:
             elif kind == "UPDATE_FRAMEWORK":
                 info = (call.get("update_framework") or {}).get("framework_info") or {}
                 fw.info = {**info, "id": {"value": fw.id}}
-                fw.suppressed = set((call.get("update_framework") or {}).get("suppressed_roles") or [])
+                fw.suppressed = set(
+                    (call.get("update_framework") or {}).get("suppressed_roles") or []
+                )
                 return web.Response(status=200)
-            elif kind in ("MESSAGE", "REQUEST", "ACCEPT_INVERSE_OFFERS", "DECLINE_INVERSE_OFFERS",
-                          "ACKNOWLEDGE_OPERATION_STATUS", "RECONCILE_OPERATIONS"):
+            elif kind in (
+                "MESSAGE",
+                "REQUEST",
+                "ACCEPT_INVERSE_OFFERS",
+                "DECLINE_INVERSE_OFFERS",
+                "ACKNOWLEDGE_OPERATION_STATUS",
+                "RECONCILE_OPERATIONS",
+            ):
                 pass
             else:
-                raise CallError(400, f"Failed to validate scheduler::Call: Unknown call type '{kind}'")
+                raise CallError(
+                    400, f"Failed to validate scheduler::Call: Unknown call type '{kind}'"
+                )
         except CallError as exc:
             return web.Response(status=exc.status, text=exc.message)
         except (KeyError, TypeError, ValueError) as exc:
@@ -1206,7 +1324,9 @@ class Master:
     async def stream(self, request: web.Request, fw: FrameworkRec) -> web.StreamResponse:
         assert fw.queue is not None and fw.stream_id is not None
         queue, stream_id = fw.queue, fw.stream_id
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Mesos-Stream-Id": stream_id})
+        resp = web.StreamResponse(
+            status=200, headers={"Content-Type": "application/json", "Mesos-Stream-Id": stream_id}
+        )
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         subscribed = {
@@ -1223,7 +1343,7 @@ class Master:
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), heartbeat)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     event = {"type": "HEARTBEAT"}
                 if event is None:
                     break
@@ -1269,7 +1389,13 @@ class Master:
         for task in list(agent.tasks.values()):
             fw = self.frameworks.get(task.framework_id)
             if fw is not None and not C.is_terminal(task.state):
-                self.master_update(fw, task, "TASK_GONE" if fw.partition_aware else "TASK_LOST", "REASON_SLAVE_REMOVED", message)
+                self.master_update(
+                    fw,
+                    task,
+                    "TASK_GONE" if fw.partition_aware else "TASK_LOST",
+                    "REASON_SLAVE_REMOVED",
+                    message,
+                )
         self.ctx.state.record_event("agent.removed", agent_id=agent.id, hostname=agent.hostname)
         self.spawn(self.save_registry())
 
@@ -1370,7 +1496,9 @@ class Master:
         return json_response(
             {
                 "frameworks": [f.v0(self) for f in self.frameworks.values()],
-                "completed_frameworks": [f.v0(self, completed=True) for f in self.completed_frameworks],
+                "completed_frameworks": [
+                    f.v0(self, completed=True) for f in self.completed_frameworks
+                ],
                 "unregistered_frameworks": [],
             }
         )
@@ -1386,7 +1514,9 @@ class Master:
         for fw in list(self.frameworks.values()) + list(self.completed_frameworks):
             tasks.extend(fw.tasks.values())
             tasks.extend(fw.completed_tasks)
-        tasks.sort(key=lambda t: t.statuses[0]["timestamp"] if t.statuses else 0.0, reverse=order == "des")
+        tasks.sort(
+            key=lambda t: t.statuses[0]["timestamp"] if t.statuses else 0.0, reverse=order == "des"
+        )
         return json_response({"tasks": [t.v0() for t in tasks[offset : offset + limit]]})
 
     async def h_health(self, request: web.Request) -> web.Response:
@@ -1426,9 +1556,15 @@ class Master:
             "master/slaves_disconnected": float(sum(1 for x in agents if not x.active)),
             "master/slaves_unreachable": float(len(self.unreachable)),
             "master/frameworks_active": float(sum(1 for f in self.frameworks.values() if f.active)),
-            "master/frameworks_inactive": float(sum(1 for f in self.frameworks.values() if not f.active)),
-            "master/frameworks_connected": float(sum(1 for f in self.frameworks.values() if f.connected)),
-            "master/frameworks_disconnected": float(sum(1 for f in self.frameworks.values() if not f.connected)),
+            "master/frameworks_inactive": float(
+                sum(1 for f in self.frameworks.values() if not f.active)
+            ),
+            "master/frameworks_connected": float(
+                sum(1 for f in self.frameworks.values() if f.connected)
+            ),
+            "master/frameworks_disconnected": float(
+                sum(1 for f in self.frameworks.values() if not f.connected)
+            ),
             "master/outstanding_offers": float(len(self.offers)),
             "master/event_queue_messages": 0.0,
             "master/event_queue_http_requests": 0.0,
@@ -1443,24 +1579,34 @@ class Master:
             "master/slave_registrations": float(self.counters["slave_registrations"]),
             "master/slave_reregistrations": float(self.counters["slave_reregistrations"]),
             "master/slave_removals": float(self.counters["slave_removals"]),
-            "master/slave_unreachable_scheduled": float(self.counters["slave_unreachable_scheduled"]),
-            "master/slave_unreachable_completed": float(self.counters["slave_unreachable_completed"]),
+            "master/slave_unreachable_scheduled": float(
+                self.counters["slave_unreachable_scheduled"]
+            ),
+            "master/slave_unreachable_completed": float(
+                self.counters["slave_unreachable_completed"]
+            ),
         }
         live: dict[str, int] = {}
         for fw in self.frameworks.values():
             for t in fw.tasks.values():
                 live[t.state] = live.get(t.state, 0) + 1
         for state in C.TASK_STATES:
-            key = "tasks_" + state[len("TASK_"):].lower()
-            if state in ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_UNREACHABLE"):
+            key = "tasks_" + state[len("TASK_") :].lower()
+            if state in (
+                "TASK_STAGING",
+                "TASK_STARTING",
+                "TASK_RUNNING",
+                "TASK_KILLING",
+                "TASK_UNREACHABLE",
+            ):
                 m[f"master/{key}"] = float(live.get(state, 0))
             else:
                 m[f"master/{key}"] = float(self.task_state_counts.get(state, 0))
         for res in ("cpus", "mem", "disk", "gpus"):
-            t, u = total.scalar(res), used.scalar(res)
-            m[f"master/{res}_total"] = t
-            m[f"master/{res}_used"] = u
-            m[f"master/{res}_percent"] = (u / t) if t else 0.0
+            tot, usd = total.scalar(res), used.scalar(res)
+            m[f"master/{res}_total"] = tot
+            m[f"master/{res}_used"] = usd
+            m[f"master/{res}_percent"] = (usd / tot) if tot else 0.0
         return m
 
     async def h_metrics(self, request: web.Request) -> web.Response:
@@ -1468,7 +1614,9 @@ class Master:
 
     # ---- HTTP: v1 operator API --------------------------------------------------------
     def v1_tasks(self) -> dict[str, Any]:
-        tasks, unreachable, completed = [], [], []
+        tasks: list[dict[str, Any]] = []
+        unreachable: list[dict[str, Any]] = []
+        completed: list[dict[str, Any]] = []
         for fw in self.frameworks.values():
             for t in fw.tasks.values():
                 (unreachable if t.state == "TASK_UNREACHABLE" else tasks).append(t.v1())
@@ -1487,7 +1635,9 @@ class Master:
     async def operator_api(self, request: web.Request) -> web.Response:
         call = await read_json(request)
         if not isinstance(call, dict) or "type" not in call:
-            return web.Response(status=400, text="Failed to validate master::Call: Expecting 'type' to be present")
+            return web.Response(
+                status=400, text="Failed to validate master::Call: Expecting 'type' to be present"
+            )
         kind = call["type"]
         if kind == "GET_HEALTH":
             return json_response({"type": kind, "get_health": {"healthy": True}})
@@ -1514,10 +1664,22 @@ class Master:
             return json_response({"type": kind, "get_master": out})
         if kind == "GET_METRICS":
             return json_response(
-                {"type": kind, "get_metrics": {"metrics": [{"name": k, "value": v} for k, v in self.metrics().items()]}}
+                {
+                    "type": kind,
+                    "get_metrics": {
+                        "metrics": [{"name": k, "value": v} for k, v in self.metrics().items()]
+                    },
+                }
             )
         if kind == "GET_FLAGS":
-            return json_response({"type": kind, "get_flags": {"flags": [{"name": k, "value": v} for k, v in self.flags().items()]}})
+            return json_response(
+                {
+                    "type": kind,
+                    "get_flags": {
+                        "flags": [{"name": k, "value": v} for k, v in self.flags().items()]
+                    },
+                }
+            )
         if not self.leading:
             return self.redirect_or_unavailable(request)
         if kind == "GET_STATE":
@@ -1540,7 +1702,10 @@ class Master:
             return json_response({"type": kind, "get_frameworks": self.v1_frameworks()})
         if kind == "GET_EXECUTORS":
             return json_response({"type": kind, "get_executors": {"executors": []}})
-        return web.Response(status=400, text=f"Failed to validate master::Call: call type {kind} is not supported by this cluster")
+        return web.Response(
+            status=400,
+            text=f"Failed to validate master::Call: call type {kind} is not supported by this cluster",
+        )
 
     # ---- wiring ---------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -1580,7 +1745,9 @@ class Master:
                 t.cancel()
             with contextlib.suppress(MessageError):
                 await asyncio.wait_for(
-                    self.transport.session.delete(f"{self.ctx.coordinator_url}/v1/election/mesos/{self.ctx.name}"),
+                    self.transport.session.delete(
+                        f"{self.ctx.coordinator_url}/v1/election/mesos/{self.ctx.name}"
+                    ),
                     1.0,
                 )
             await self.transport.close()

@@ -145,7 +145,12 @@ class Resource:
         role = reservations[-1].get("role", "*") if reservations else data.get("role", "*")
         kind = data.get("type", "SCALAR")
         extra = {k: v for k, v in data.items() if k in ("disk", "provider_id")}
-        res = cls(name=name, role=role, reservation=(reservations[-1].get("type") if reservations else None), extra=extra)
+        res = cls(
+            name=name,
+            role=role,
+            reservation=(reservations[-1].get("type") if reservations else None),
+            extra=extra,
+        )
         if kind == "SCALAR":
             value = float((data.get("scalar") or {}).get("value", 0.0))
             if math.isnan(value) or value < 0:
@@ -206,7 +211,7 @@ class Resources:
         return cls(Resource.from_v1(d) for d in items)
 
     # -- arithmetic --------------------------------------------------------------------
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         return iter(self._items.values())
 
     def __bool__(self) -> bool:

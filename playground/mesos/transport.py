@@ -7,7 +7,6 @@ the embedded master and agents do the same with JSON bodies, e.g.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -64,19 +63,21 @@ class Transport:
                 if resp.status >= 300:
                     raise MessageError(f"{url}: HTTP {resp.status}: {data}", resp.status, data)
                 return data
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise MessageError(f"{url}: {type(exc).__name__}: {exc}") from None
 
     async def get(self, url: str, timeout: float | None = None) -> Any:
         try:
             async with self.session.get(
-                url, timeout=aiohttp.ClientTimeout(total=timeout or IO_TIMEOUT), allow_redirects=False
+                url,
+                timeout=aiohttp.ClientTimeout(total=timeout or IO_TIMEOUT),
+                allow_redirects=False,
             ) as resp:
                 data = await resp.json(content_type=None)
                 if resp.status >= 300:
                     raise MessageError(f"{url}: HTTP {resp.status}: {data}", resp.status, data)
                 return data
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise MessageError(f"{url}: {type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:

@@ -24,7 +24,9 @@ def make_app(log: KVLog) -> web.Application:
 
     def check(key: str) -> None:
         if not KEY.match(key):
-            raise web.HTTPBadRequest(text=f'{{"message": "invalid key: {KEY_RULE}"}}', content_type="application/json")
+            raise web.HTTPBadRequest(
+                text=f'{{"message": "invalid key: {KEY_RULE}"}}', content_type="application/json"
+            )
 
     async def put(request: web.Request) -> web.Response:
         key = request.match_info["key"]
@@ -35,7 +37,9 @@ def make_app(log: KVLog) -> web.Application:
                 created = log.put(key, value)
             except VolumeFullError as exc:
                 return web.json_response({"message": str(exc)}, status=507)
-        return web.json_response({"key": key, "version": log.record_count}, status=201 if created else 200)
+        return web.json_response(
+            {"key": key, "version": log.record_count}, status=201 if created else 200
+        )
 
     async def get(request: web.Request) -> web.Response:
         key = request.match_info["key"]
@@ -103,11 +107,20 @@ async def _serve(app: web.Application, host: str, port: int, banner: str) -> Non
         await runner.cleanup()
 
 
-def run_kv(host: str, port: int, data_dir: Path, durable: bool, size_limit: int | None = None) -> None:
+def run_kv(
+    host: str, port: int, data_dir: Path, durable: bool, size_limit: int | None = None
+) -> None:
     """Serve the key-value store on ``host:port`` until SIGTERM."""
     log = KVLog(data_dir, durable=durable, size_limit_bytes=size_limit)
     mode = "durable" if durable else "buffered"
     try:
-        asyncio.run(_serve(make_app(log), host, port, f"kv listening on http://{host}:{port} (data: {data_dir}, {mode})"))
+        asyncio.run(
+            _serve(
+                make_app(log),
+                host,
+                port,
+                f"kv listening on http://{host}:{port} (data: {data_dir}, {mode})",
+            )
+        )
     finally:
         log.close()

@@ -33,7 +33,9 @@ class KVLog:
         size_limit_bytes: refuse writes that would grow the log beyond this size.
     """
 
-    def __init__(self, path: Path | str, durable: bool = False, size_limit_bytes: int | None = None) -> None:
+    def __init__(
+        self, path: Path | str, durable: bool = False, size_limit_bytes: int | None = None
+    ) -> None:
         self.dir = Path(path)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.file = self.dir / "data.log"
@@ -45,7 +47,7 @@ class KVLog:
         self.truncated_bytes = 0
         created = not self.file.exists()
         self._replay()
-        self._fh = open(self.file, "ab")  # noqa: SIM115 - lives as long as the log
+        self._fh = open(self.file, "ab")
         if created and durable:
             self._fsync_dir()
 
@@ -137,7 +139,9 @@ class KVLog:
         h = hashlib.sha256()
         for k in sorted(self.index):
             v = self.index[k]
-            h.update(struct.pack(">I", len(k.encode())) + k.encode() + struct.pack(">I", len(v)) + v)
+            h.update(
+                struct.pack(">I", len(k.encode())) + k.encode() + struct.pack(">I", len(v)) + v
+            )
         return h.hexdigest()
 
     def close(self) -> None:

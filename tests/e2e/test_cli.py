@@ -13,15 +13,21 @@ from playground.cluster import procs
 from tests.conftest import playground_cmd
 
 
-def run(*args: str, check: int | None = 0, env_state: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, check: int | None = 0, env_state: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     import os
 
     env = dict(os.environ)
     if env_state is not None:
         env["PLAYGROUND_STATE_DIR"] = str(env_state)
-    cp = subprocess.run([*playground_cmd(), *args], capture_output=True, text=True, timeout=120, env=env)
+    cp = subprocess.run(
+        [*playground_cmd(), *args], capture_output=True, text=True, timeout=120, env=env
+    )
     if check is not None:
-        assert cp.returncode == check, f"exit {cp.returncode}\nstdout: {cp.stdout}\nstderr: {cp.stderr}"
+        assert cp.returncode == check, (
+            f"exit {cp.returncode}\nstdout: {cp.stdout}\nstderr: {cp.stderr}"
+        )
     return cp
 
 
@@ -36,7 +42,9 @@ def test_help_lists_the_commands() -> None:
         assert f"  {cmd}" in out
 
 
-@pytest.mark.parametrize("sub", ["up", "down", "status", "destroy", "clean", "logs", "doctor", "topology", "task"])
+@pytest.mark.parametrize(
+    "sub", ["up", "down", "status", "destroy", "clean", "logs", "doctor", "topology", "task"]
+)
 def test_every_command_has_help(sub: str) -> None:
     """Every command answers --help with exit 0 and a usage line."""
     assert "Usage:" in run(sub, "--help").stdout

@@ -35,11 +35,28 @@ def test_metrics_have_the_real_names(cluster: EmbeddedBackend) -> None:
         metrics = m.metrics()
     assert metrics["master/elected"] == 1.0
     assert metrics["master/slaves_active"] == 4.0
-    for key in ("master/tasks_running", "master/tasks_staging", "master/tasks_finished", "master/cpus_total", "master/mem_used"):
+    for key in (
+        "master/tasks_running",
+        "master/tasks_staging",
+        "master/tasks_finished",
+        "master/cpus_total",
+        "master/mem_used",
+    ):
         assert key in metrics
 
 
-@pytest.mark.parametrize("call", ["GET_HEALTH", "GET_VERSION", "GET_STATE", "GET_AGENTS", "GET_TASKS", "GET_FRAMEWORKS", "GET_MASTER"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "GET_HEALTH",
+        "GET_VERSION",
+        "GET_STATE",
+        "GET_AGENTS",
+        "GET_TASKS",
+        "GET_FRAMEWORKS",
+        "GET_MASTER",
+    ],
+)
 def test_operator_api_calls(cluster: EmbeddedBackend, call: str) -> None:
     """Each v1 operator call answers with its type and the matching get_* field."""
     with MasterClient(cluster.endpoints()["master"]) as m:
@@ -49,7 +66,9 @@ def test_operator_api_calls(cluster: EmbeddedBackend, call: str) -> None:
     if call == "GET_AGENTS":
         agents = out["get_agents"]["agents"]
         assert len(agents) == 4
-        assert {a["agent_info"]["domain"]["fault_domain"]["region"]["name"] for a in agents} == {"eu"}
+        assert {a["agent_info"]["domain"]["fault_domain"]["region"]["name"] for a in agents} == {
+            "eu"
+        }
 
 
 def test_unknown_operator_call_is_400(cluster: EmbeddedBackend) -> None:
@@ -63,7 +82,9 @@ def test_scheduler_call_without_subscription_is_refused(cluster: EmbeddedBackend
     url = cluster.endpoints()["master"] + "/api/v1/scheduler"
     r = httpx.post(url, json={"type": "REVIVE", "framework_id": {"value": "nope"}}, timeout=5)
     assert r.status_code == 403
-    r = httpx.post(url, content=b"{not json", headers={"Content-Type": "application/json"}, timeout=5)
+    r = httpx.post(
+        url, content=b"{not json", headers={"Content-Type": "application/json"}, timeout=5
+    )
     assert r.status_code == 400
 
 

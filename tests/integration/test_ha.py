@@ -25,7 +25,9 @@ def leader_name(cluster: EmbeddedBackend) -> str | None:
     return st["leader"]
 
 
-def wait_leader(cluster: EmbeddedBackend, timeout: float = 15.0, other_than: str | None = None) -> str:
+def wait_leader(
+    cluster: EmbeddedBackend, timeout: float = 15.0, other_than: str | None = None
+) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         name = leader_name(cluster)
@@ -71,8 +73,17 @@ def test_leader_failover_keeps_tasks_and_framework(ha_cluster: EmbeddedBackend) 
     sched.subscribe()
     try:
         offer = sched.wait_offers(predicate=lambda o: o["allocation_info"]["role"] == "*")[0]
-        node = next(n.name for n in ha_cluster.nodes() if n.address.split(":")[0] == offer["hostname"])
-        sched.launch(offer, [task_info("survivor", "survivor-1", None, "echo $$ > pid; exec sleep 600", offer=offer)])
+        node = next(
+            n.name for n in ha_cluster.nodes() if n.address.split(":")[0] == offer["hostname"]
+        )
+        sched.launch(
+            offer,
+            [
+                task_info(
+                    "survivor", "survivor-1", None, "echo $$ > pid; exec sleep 600", offer=offer
+                )
+            ],
+        )
         sched.wait_task_state("survivor-1", "TASK_RUNNING")
         proc = psutil.Process(sandbox_pid(ha_cluster, node, "survivor-1"))
         t0 = time.monotonic()
@@ -101,7 +112,9 @@ def test_leader_failover_keeps_tasks_and_framework(ha_cluster: EmbeddedBackend) 
         assert [t["id"] for t in ours[0]["tasks"]] == ["survivor-1"]
         assert ours[0]["tasks"][0]["state"] == "TASK_RUNNING"
         sched.reconcile([])
-        assert sched.wait_task_state("survivor-1", "TASK_RUNNING")["reason"] == "REASON_RECONCILIATION"
+        assert (
+            sched.wait_task_state("survivor-1", "TASK_RUNNING")["reason"] == "REASON_RECONCILIATION"
+        )
         ha_cluster.start(leader)
         sched.kill("survivor-1")
         sched.wait_task_state("survivor-1", "TASK_KILLED")
@@ -116,8 +129,12 @@ def test_losing_quorum_stops_leadership_not_tasks(ha_cluster: EmbeddedBackend) -
     sched.subscribe()
     try:
         offer = sched.wait_offers(predicate=lambda o: o["allocation_info"]["role"] == "*")[0]
-        node = next(n.name for n in ha_cluster.nodes() if n.address.split(":")[0] == offer["hostname"])
-        sched.launch(offer, [task_info("q", "quorum-1", None, "echo $$ > pid; exec sleep 600", offer=offer)])
+        node = next(
+            n.name for n in ha_cluster.nodes() if n.address.split(":")[0] == offer["hostname"]
+        )
+        sched.launch(
+            offer, [task_info("q", "quorum-1", None, "echo $$ > pid; exec sleep 600", offer=offer)]
+        )
         sched.wait_task_state("quorum-1", "TASK_RUNNING")
         proc = psutil.Process(sandbox_pid(ha_cluster, node, "quorum-1"))
         down = [m.name for m in masters(ha_cluster)][:2]
@@ -128,7 +145,9 @@ def test_losing_quorum_stops_leadership_not_tasks(ha_cluster: EmbeddedBackend) -
         r = httpx.get(f"http://{survivor.address}/master/state", follow_redirects=False, timeout=5)
         while time.monotonic() < deadline and r.status_code != 503:
             time.sleep(0.1)
-            r = httpx.get(f"http://{survivor.address}/master/state", follow_redirects=False, timeout=5)
+            r = httpx.get(
+                f"http://{survivor.address}/master/state", follow_redirects=False, timeout=5
+            )
         assert r.status_code == 503, "the surviving master still acts as if there were a leader"
         assert r.text == "No leader elected"
         assert leader_name(ha_cluster) is None

@@ -37,7 +37,9 @@ def test_client_does_not_reach_into_node_internals() -> None:
     offenders = []
     for f in (ROOT / "playground" / "client").rglob("*.py"):
         for mod in imports_of(f):
-            if mod.startswith("playground.") and not mod.startswith(("playground.client", "playground.errors", "playground.mesos.models")):
+            if mod.startswith("playground.") and not mod.startswith(
+                ("playground.client", "playground.errors", "playground.mesos.models")
+            ):
                 offenders.append(f"{f.relative_to(ROOT)} imports {mod}")
     assert offenders == []
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from playground.cluster import addresses
@@ -37,7 +39,11 @@ def test_per_ip_plan_gives_every_node_its_own_address() -> None:
     hosts = [a.host for a in plan.values()]
     assert len(set(hosts)) == len(hosts)
     assert all(h.startswith("127.77.7.") for h in hosts)
-    assert plan["master-2"].port == 5050 and plan["agent-8"].port == 5051 and plan["coordinator-1"].port == 2181
+    assert (
+        plan["master-2"].port == 5050
+        and plan["agent-8"].port == 5051
+        and plan["coordinator-1"].port == 2181
+    )
     assert plan["agent-1"].task_ports == (31000, 32000)
 
 
@@ -47,5 +53,5 @@ def test_shared_ip_plan_uses_disjoint_ports() -> None:
     ports = [a.port for a in plan.values()]
     assert len(set(ports)) == len(ports)
     ranges = sorted(a.task_ports for a in plan.values() if a.task_ports)
-    for (_, hi), (lo, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, hi), (lo, _) in itertools.pairwise(ranges):
         assert hi < lo

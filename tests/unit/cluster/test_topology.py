@@ -12,12 +12,21 @@ from playground.cluster import topology as t
 def test_default_topology() -> None:
     """default: coordinator, 1 master, agents in zones a/b/c, a public agent reserved to slave_public."""
     topo = t.load("default")
-    assert [n.name for n in topo.nodes] == ["coordinator-1", "master-1", "agent-1", "agent-2", "agent-3", "public-agent-1"]
+    assert [n.name for n in topo.nodes] == [
+        "coordinator-1",
+        "master-1",
+        "agent-1",
+        "agent-2",
+        "agent-3",
+        "public-agent-1",
+    ]
     assert [n.zone for n in topo.by_role("agent")] == ["a", "b", "c"]
     assert topo.quorum == 1
     public = topo.node("public-agent-1")
     assert {r.role for r in public.agent_resources()} == {"slave_public"}
-    assert topo.node("agent-1").fault_domain() == {"fault_domain": {"region": {"name": "eu"}, "zone": {"name": "a"}}}
+    assert topo.node("agent-1").fault_domain() == {
+        "fault_domain": {"region": {"name": "eu"}, "zone": {"name": "a"}}
+    }
     assert topo.node("agent-2").attributes == "zone:b;rack:r1"
 
 
@@ -34,7 +43,9 @@ def test_ha_topology() -> None:
 def test_topology_by_path(tmp_path: Path) -> None:
     """A topology file passed by path is loaded like a shipped one."""
     f = tmp_path / "tiny.yaml"
-    f.write_text("name: tiny\nnodes:\n - {name: coordinator-1, role: coordinator}\n - {name: master-1, role: master}\n - {name: agent-1, role: agent, zone: x}\n")
+    f.write_text(
+        "name: tiny\nnodes:\n - {name: coordinator-1, role: coordinator}\n - {name: master-1, role: master}\n - {name: agent-1, role: agent, zone: x}\n"
+    )
     topo = t.load(str(f))
     assert topo.name == "tiny" and topo.node("agent-1").zone == "x"
 
@@ -45,9 +56,18 @@ def test_topology_by_path(tmp_path: Path) -> None:
         ("name: x\nnodes: []\n", "'nodes' must be a non-empty list"),
         ("name: x\nnodes:\n - {name: master-1, role: boss}\n", "nodes[0].role must be one of"),
         ("name: x\nnodes:\n - {name: agent-1, role: master}\n", "nodes[0].name must be 'master-N'"),
-        ("name: x\nnodes:\n - {name: master-1, role: master}\n - {name: agent-1, role: agent}\n", "exactly one coordinator"),
-        ("name: x\nquorum: 3\nnodes:\n - {name: coordinator-1, role: coordinator}\n - {name: master-1, role: master}\n - {name: agent-1, role: agent}\n", "quorum must be between 1"),
-        ("name: x\nnodes:\n - {name: coordinator-1, role: coordinator}\n - {name: master-1, role: master}\n - {name: agent-1, role: agent, resources: 'cpus:x'}\n", "bad scalar"),
+        (
+            "name: x\nnodes:\n - {name: master-1, role: master}\n - {name: agent-1, role: agent}\n",
+            "exactly one coordinator",
+        ),
+        (
+            "name: x\nquorum: 3\nnodes:\n - {name: coordinator-1, role: coordinator}\n - {name: master-1, role: master}\n - {name: agent-1, role: agent}\n",
+            "quorum must be between 1",
+        ),
+        (
+            "name: x\nnodes:\n - {name: coordinator-1, role: coordinator}\n - {name: master-1, role: master}\n - {name: agent-1, role: agent, resources: 'cpus:x'}\n",
+            "bad scalar",
+        ),
     ],
 )
 def test_invalid_topologies_name_the_problem(tmp_path: Path, doc: str, message: str) -> None:

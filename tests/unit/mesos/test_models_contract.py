@@ -34,7 +34,14 @@ def test_models_omit_absent_optionals() -> None:
     """Encoding a model leaves absent optional fields out instead of writing null."""
     import msgspec
 
-    task = models.Task(id="t", name="t", framework_id="f", executor_id="", slave_id="s",
-                       state="TASK_RUNNING", resources={"cpus": 1.0})
+    task = models.Task(
+        id="t",
+        name="t",
+        framework_id="f",
+        executor_id="",
+        slave_id="s",
+        state="TASK_RUNNING",
+        resources={"cpus": 1.0},
+    )
     out = json.loads(msgspec.json.encode(task))
     assert "labels" not in out and "discovery" not in out and None not in out.values()

@@ -18,7 +18,13 @@ def test_parse_default_agent_resources() -> None:
     r = Resources.parse("cpus:4;mem:4096;disk:20000;ports:[31000-32000]")
     assert r.scalar("cpus") == 4 and r.scalar("mem") == 4096 and r.scalar("disk") == 20000
     assert r.port_ranges() == [(31000, 32000)]
-    assert r.to_flat() == {"cpus": 4.0, "disk": 20000.0, "gpus": 0, "mem": 4096.0, "ports": "[31000-32000]"}
+    assert r.to_flat() == {
+        "cpus": 4.0,
+        "disk": 20000.0,
+        "gpus": 0,
+        "mem": 4096.0,
+        "ports": "[31000-32000]",
+    }
 
 
 def test_roles_in_parentheses_are_static_reservations() -> None:
@@ -67,4 +73,10 @@ def test_attributes_are_typed() -> None:
     """Attributes parse into TEXT, SCALAR, RANGES and SET, and flatten as /master/state shows them."""
     attrs = parse_attributes("zone:a;rack:r1;weight:2.5;levels:[1-3];colors:{red,blue}")
     assert [a["type"] for a in attrs] == ["TEXT", "TEXT", "SCALAR", "RANGES", "SET"]
-    assert attributes_flat(attrs) == {"zone": "a", "rack": "r1", "weight": 2.5, "levels": "[1-3]", "colors": "{red,blue}"}
+    assert attributes_flat(attrs) == {
+        "zone": "a",
+        "rack": "r1",
+        "weight": 2.5,
+        "levels": "[1-3]",
+        "colors": "{red,blue}",
+    }

@@ -15,10 +15,16 @@ import pytest
 from tests.conftest import free_port, playground_cmd
 
 
-def start(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    args: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([*playground_cmd(), "workload", *args, "--port", str(port)],
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*playground_cmd(), "workload", *args, "--port", str(port)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -79,6 +85,7 @@ def test_web_answers_50_concurrent_clients() -> None:
     """web answers each of 50 concurrent requests with its task id, dropping none."""
     proc, url = start(["web"], env={"MESOS_TASK_ID": "web.1234"})
     try:
+
         def one(_: int) -> tuple[int, str]:
             with httpx.Client(timeout=10) as c:
                 r = c.get(url + "/anything")
@@ -95,5 +102,7 @@ def test_web_answers_50_concurrent_clients() -> None:
 def test_workload_without_port_is_a_usage_error() -> None:
     """Without --port or $PORT0 the workload exits 2 and says how to give a port."""
     env = {k: v for k, v in os.environ.items() if k != "PORT0"}
-    cp = subprocess.run([*playground_cmd(), "workload", "web"], capture_output=True, text=True, env=env, timeout=30)
+    cp = subprocess.run(
+        [*playground_cmd(), "workload", "web"], capture_output=True, text=True, env=env, timeout=30
+    )
     assert cp.returncode == 2 and "PORT0" in cp.stderr
