@@ -697,6 +697,7 @@ class Master:
         del self.agents[agent.id]
         self.unreachable[agent.id] = now
         self.ctx.state.record_event("agent.unreachable", agent_id=agent.id, hostname=agent.hostname)
+        self.broadcast({"type": "FAILURE", "failure": {"agent_id": {"value": agent.id}}})
         for task in list(agent.tasks.values()):
             fw = self.frameworks.get(task.framework_id)
             if fw is None or C.is_terminal(task.state):
@@ -711,6 +712,11 @@ class Master:
                     fw, task, "TASK_LOST", "REASON_SLAVE_REMOVED", "Agent is unreachable"
                 )
         self.spawn(self.save_registry())
+
+    def broadcast(self, event: dict[str, Any]) -> None:
+        """Send an event to every connected framework."""
+        for fw in self.frameworks.values():
+            fw.send(event)
 
     def rescind_agent_offers(self, agent: AgentRec) -> None:
         for oid in [o for o, rec in self.offers.items() if rec.agent_id == agent.id]:
@@ -1397,6 +1403,7 @@ class Master:
                     message,
                 )
         self.ctx.state.record_event("agent.removed", agent_id=agent.id, hostname=agent.hostname)
+        self.broadcast({"type": "FAILURE", "failure": {"agent_id": {"value": agent.id}}})
         self.spawn(self.save_registry())
 
     # ---- HTTP: read-only endpoints ----------------------------------------------------

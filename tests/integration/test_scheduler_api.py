@@ -223,6 +223,11 @@ def test_crash_kills_node_tree_and_task_becomes_unreachable(
     assert cluster.node("agent-3").state == "crashed"
     status = scheduler.wait_task_state("victim-1", "TASK_UNREACHABLE", timeout=30)
     assert status["reason"] == "REASON_SLAVE_REMOVED"
+    lost_agent = status["agent_id"]["value"]
+    failure = scheduler.wait_event(
+        "FAILURE", lambda e: e["failure"]["agent_id"]["value"] == lost_agent
+    )
+    assert "executor_id" not in failure["failure"]
     cluster.start("agent-3")
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and not any(
