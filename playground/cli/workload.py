@@ -1,4 +1,8 @@
-"""``playground workload kv|web``: the services that run as tasks in the cluster."""
+"""``playground workload kv|web``: the services that run as tasks in the cluster.
+
+Both take ``--port`` (default ``$PORT0``, as Marathon sets it) and ``--host`` (default
+``$HOST``, else 127.0.0.1; never a wildcard address unless asked for).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,83 @@ from pathlib import Path
 
 import click
 
+DEFAULT_HOST = "127.0.0.1"
 
-def _port(port: int | None) -> int:
+_port_option = click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    metavar="N",
+    help="Port to listen on [default: $PORT0].",
+)
+_host_option = click.option(
+    "--host",
+    metavar="H",
+    help=f"Address to listen on [default: $HOST, else {DEFAULT_HOST}].",
+)
+
+
+def resolve_port(port: int | None) -> int:
+    """Return the port to listen on: ``--port``, else ``$PORT0``.
+
+    Args:
+        port: the ``--port`` value, if given.
+
+    Returns:
+        The port.
+
+    Raises:
+        click.UsageError: neither is given, or ``$PORT0`` is not a port number.
+    """
     if port is not None:
         return port
-    env = os.environ.get("PORT0")
-    if env and env.isdigit():
-        return int(env)
-    raise click.UsageError(
-        "no port: pass --port N, or run as a task with a port (PORT0 is set then)"
-    )
+    env = os.environ.get("PORT0", "").strip()
+    if not env:
+        raise click.UsageError(
+            "no port to listen on: pass --port N, or set PORT0 (Marathon sets it for a task "
+            "that asks for a port)"
+        )
+    if not env.isdigit() or not 0 <= int(env) <= 65535:
+        raise click.UsageError(f"PORT0 is {env!r}, not a port number (0-65535); pass --port N")
+    return int(env)
 
 
-def _host(host: str | None) -> str:
-    return host or os.environ.get("HOST") or "127.0.0.1"
+def resolve_host(host: str | None) -> str:
+    """Return the address to listen on: ``--host``, else ``$HOST``, else 127.0.0.1.
+
+    Args:
+        host: the ``--host`` value, if given.
+
+    Returns:
+        The address.
+    """
+    return host or os.environ.get("HOST", "").strip() or DEFAULT_HOST
+
+
+def resolve_data_dir(data: str) -> Path:
+    """Return the data directory: relative paths are inside ``$MESOS_SANDBOX`` (else cwd).
+
+    The directory is created if missing.
+
+    Args:
+        data: the ``--data`` value.
+
+    Returns:
+        The absolute data directory.
+
+    Raises:
+        click.ClickException: the directory cannot be created.
+    """
+    path = Path(data).expanduser()
+    if not path.is_absolute():
+        base = os.environ.get("MESOS_SANDBOX") or os.getcwd()
+        path = Path(base) / path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot create the data directory {path}: {exc.strerror or exc}"
+        ) from exc
+    return path
 
 
 @click.group()
@@ -29,33 +96,48 @@ def workload() -> None:
 
 
 @workload.command()
-@click.option("--port", type=int, help="Port to listen on [default: $PORT0].")
-@click.option("--host", help="Address to listen on [default: $HOST, else 127.0.0.1].")
+@_port_option
+@_host_option
 @click.option(
     "--data",
     default="data",
     show_default=True,
-    help="Data directory; relative paths are inside $MESOS_SANDBOX.",
+    metavar="DIR",
+    help="Data directory (created); a relative path is inside $MESOS_SANDBOX, else the cwd.",
 )
 @click.option("--durable", is_flag=True, help="fsync every write before acknowledging it.")
-@click.option("--size-limit", type=int, metavar="BYTES", help="Refuse writes beyond this log size.")
+@click.option(
+    "--size-limit",
+    type=click.IntRange(min=0),
+    metavar="BYTES",
+    help="Refuse writes that would grow the log beyond this size (answered 507).",
+)
 def kv(
     port: int | None, host: str | None, data: str, durable: bool, size_limit: int | None
 ) -> None:
-    """The key-value service: crash-consistent log, checksummed records, HTTP API."""
+    """The key-value service: crash-consistent checksummed log, HTTP API on /v1/kv."""
     from playground.workloads.kv import run_kv
+    from playground.workloads.web import ListenError
 
-    path = Path(data)
-    if not path.is_absolute():
-        path = Path(os.environ.get("MESOS_SANDBOX", os.getcwd())) / path
-    run_kv(_host(host), _port(port), path, durable, size_limit)
+    the_port, the_host = resolve_port(port), resolve_host(host)
+    path = resolve_data_dir(data)
+    try:
+        run_kv(the_host, the_port, path, durable, size_limit)
+    except ListenError as exc:
+        raise click.ClickException(f"kv {exc.strerror}") from exc
+    except OSError as exc:
+        raise click.ClickException(f"kv cannot use the data directory {path}: {exc}") from exc
 
 
 @workload.command()
-@click.option("--port", type=int, help="Port to listen on [default: $PORT0].")
-@click.option("--host", help="Address to listen on [default: $HOST, else 127.0.0.1].")
+@_port_option
+@_host_option
 def web(port: int | None, host: str | None) -> None:
     """The stateless web service: answers every request with its task id."""
-    from playground.workloads.web import run_web
+    from playground.workloads.web import ListenError, run_web
 
-    run_web(_host(host), _port(port))
+    the_port, the_host = resolve_port(port), resolve_host(host)
+    try:
+        run_web(the_host, the_port)
+    except ListenError as exc:
+        raise click.ClickException(f"web {exc.strerror}") from exc

@@ -48,3 +48,20 @@ async def run_app(app: web.Application, host: str, port: int, stop: asyncio.Even
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+async def supervise(name: str, loop_fn: Any, stop: asyncio.Event) -> None:
+    """Run a node's background loop; if it fails, log why and start it again.
+
+    A loop that died silently would leave a node up but deaf (an agent that never
+    registers), so every failure is logged with its traceback and the loop restarts.
+    """
+    while not stop.is_set():
+        try:
+            await loop_fn()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background loop %s failed; restarting it", name)
+            await asyncio.sleep(0.5)

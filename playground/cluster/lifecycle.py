@@ -321,9 +321,12 @@ class Cluster:
                         if not h["leader"]
                         else "agents not registered: " + ", ".join(waiting)
                     )
+                    culprit = waiting[0] if waiting and h["leader"] else topo.masters[0].name
+                    tail = _tail(self.state.node_log(culprit))
                     raise ClusterError(
-                        f"the cluster did not become healthy in {timeout:.0f}s ({what})",
-                        hint="see `playground status` and `playground logs NODE`",
+                        f"the cluster did not become healthy in {timeout:.0f}s ({what})"
+                        + (f"; last lines of {culprit}'s log:\n{tail}" if tail else ""),
+                        hint=f"see `playground status` and `playground logs {culprit}`",
                     )
                 time.sleep(0.05)
 
@@ -474,6 +477,13 @@ class Cluster:
     def logs_path(self, name: str) -> Path:
         self.topology().node(name)
         return self.state.node_log(name)
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def _agent_task_count(state: dict[str, Any] | None, agent_id: str) -> int:

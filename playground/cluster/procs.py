@@ -298,6 +298,10 @@ def _become_node(state_dir: Path, node: str, log: Path) -> None:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.closerange(3, 1024)
+        # The parent may have replaced sys.stdout/sys.stderr (a test runner capturing
+        # output, a TUI): the node writes to its log through fresh file objects.
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)

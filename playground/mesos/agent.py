@@ -31,7 +31,7 @@ import psutil
 from aiohttp import web
 
 from playground import MESOS_VERSION
-from playground.cluster.httpserver import json_response, read_json, run_app
+from playground.cluster.httpserver import json_response, read_json, run_app, supervise
 from playground.cluster.node import NodeContext
 from playground.cluster.procs import ProcRef
 from playground.cluster.statedir import atomic_write
@@ -1048,9 +1048,8 @@ class Agent:
     async def run(self) -> int:
         self.recover()
         loops = [
-            asyncio.ensure_future(self.detect_loop()),
-            asyncio.ensure_future(self.retry_loop()),
-            asyncio.ensure_future(self.monitor_loop()),
+            asyncio.ensure_future(supervise(fn.__name__, fn, self.ctx.stop))
+            for fn in (self.detect_loop, self.retry_loop, self.monitor_loop)
         ]
         try:
             await run_app(self.app(), self.host, self.port, self.ctx.stop)

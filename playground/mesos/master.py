@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from playground import MESOS_VERSION
-from playground.cluster.httpserver import json_response, read_json, run_app
+from playground.cluster.httpserver import json_response, read_json, run_app, supervise
 from playground.cluster.node import NodeContext
 from playground.mesos import constants as C
 from playground.mesos.recordio import encode as recordio_encode
@@ -1741,9 +1741,8 @@ class Master:
 
     async def run(self) -> int:
         loops = [
-            asyncio.ensure_future(self.election_loop()),
-            asyncio.ensure_future(self.ping_loop()),
-            asyncio.ensure_future(self.allocation_loop()),
+            asyncio.ensure_future(supervise(fn.__name__, fn, self.ctx.stop))
+            for fn in (self.election_loop, self.ping_loop, self.allocation_loop)
         ]
         try:
             await run_app(self.app(), self.ctx.address.host, self.ctx.address.port, self.ctx.stop)

@@ -1,126 +1,225 @@
-"""``kv``: the stateful key-value HTTP service that runs as a task.
+"""``kv``: the stateful key-value HTTP service that runs as a task, over a ``KVLog``.
 
-HTTP: ``PUT|GET|DELETE /v1/kv/{key}``, ``GET /v1/kv?prefix=&limit=``, ``/health``, ``/stats``.
+HTTP contract:
+
+- ``PUT /v1/kv/{key}`` (body: the raw value) -> 201 created / 200 replaced,
+  ``{"key": ..., "version": <record count after the write>}``; 507 when the volume is full.
+- ``GET /v1/kv/{key}`` -> 200 raw bytes (``application/octet-stream``) or 404.
+- ``DELETE /v1/kv/{key}`` -> 200 ``{"key": ..., "deleted": true}`` or 404.
+- ``GET /v1/kv?prefix=&limit=`` -> ``{"keys": [...]}`` sorted.
+- ``GET /health`` -> ``{"status": "ok"}``; ``GET /stats`` -> counters and the checksum.
+
+Keys match ``^[A-Za-z0-9._~-]{1,250}$``; any other key is a 400. Every error is JSON
+``{"message": ...}``. Writes are serialized, and a durable write is fsynced before its
+response is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
-import signal
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from playground.workloads.kvlog import KVLog, VolumeFullError
+from playground.workloads.web import serve_app, url_of
 
-KEY = re.compile(r"^[A-Za-z0-9._~-]{1,250}$")
-KEY_RULE = "keys are 1 to 250 characters of A-Z a-z 0-9 . _ ~ -"
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{1,250}$")
+KEY_RULE = (
+    "a key is 1 to 250 characters from the URL-safe alphabet "
+    "A-Z a-z 0-9 '.' '_' '~' '-' (pattern ^[A-Za-z0-9._~-]{1,250}$)"
+)
+#: The largest accepted request body (one value).
+MAX_VALUE_BYTES = 64 * 1024 * 1024
+
+LOG_KEY: web.AppKey[KVLog] = web.AppKey("kvlog", KVLog)
+LOCK_KEY: web.AppKey[asyncio.Lock] = web.AppKey("write_lock", asyncio.Lock)
+TASK_ID_KEY: web.AppKey[str | None] = web.AppKey("task_id")
+
+log = logging.getLogger(__name__)
 
 
-def make_app(log: KVLog) -> web.Application:
-    lock = asyncio.Lock()
+def error(status: int, message: str) -> web.Response:
+    """Return a JSON error response.
 
-    def check(key: str) -> None:
-        if not KEY.match(key):
-            raise web.HTTPBadRequest(
-                text=f'{{"message": "invalid key: {KEY_RULE}"}}', content_type="application/json"
-            )
+    Args:
+        status: the HTTP status.
+        message: what went wrong, for a human.
 
-    async def put(request: web.Request) -> web.Response:
-        key = request.match_info["key"]
-        check(key)
-        value = await request.read()
-        async with lock:
-            try:
-                created = log.put(key, value)
-            except VolumeFullError as exc:
-                return web.json_response({"message": str(exc)}, status=507)
-        return web.json_response(
-            {"key": key, "version": log.record_count}, status=201 if created else 200
-        )
+    Returns:
+        ``{"message": message}`` with ``status``.
+    """
+    return web.json_response({"message": message}, status=status)
 
-    async def get(request: web.Request) -> web.Response:
-        key = request.match_info["key"]
-        check(key)
-        value = log.get(key)
-        if value is None:
-            return web.json_response({"message": f"key not found: {key}"}, status=404)
-        return web.Response(body=value, content_type="application/octet-stream")
 
-    async def delete(request: web.Request) -> web.Response:
-        key = request.match_info["key"]
-        check(key)
-        async with lock:
-            deleted = log.delete(key)
-        if not deleted:
-            return web.json_response({"message": f"key not found: {key}"}, status=404)
-        return web.json_response({"key": key, "deleted": True})
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiohttp's plain-text HTTP errors (404, 405, 413...) and crashes into JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        text = exc.text or ""
+        message = text if text and not text.startswith(str(exc.status)) else exc.reason
+        resp = error(exc.status, f"{message}: {request.method} {request.path}")
+        if "Allow" in exc.headers:
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
-    async def listing(request: web.Request) -> web.Response:
+
+def _key(request: web.Request) -> str | web.Response:
+    key = request.match_info["key"]
+    if not KEY_PATTERN.match(key):
+        return error(400, f"invalid key {key!r}: {KEY_RULE}")
+    return key
+
+
+async def put_key(request: web.Request) -> web.Response:
+    """``PUT /v1/kv/{key}``: store the body; 201 if the key is new, else 200."""
+    key = _key(request)
+    if isinstance(key, web.Response):
+        return key
+    value = await request.read()
+    kv = request.app[LOG_KEY]
+    async with request.app[LOCK_KEY]:
         try:
-            limit = int(request.query["limit"]) if "limit" in request.query else None
+            created = kv.put(key, value)
+        except VolumeFullError as exc:
+            return error(507, str(exc.strerror or exc))
+        version = kv.record_count
+    return web.json_response({"key": key, "version": version}, status=201 if created else 200)
+
+
+async def get_key(request: web.Request) -> web.Response:
+    """``GET /v1/kv/{key}``: the raw value, or 404."""
+    key = _key(request)
+    if isinstance(key, web.Response):
+        return key
+    value = request.app[LOG_KEY].get(key)
+    if value is None:
+        return error(404, f"key not found: {key}")
+    return web.Response(body=value, content_type="application/octet-stream")
+
+
+async def delete_key(request: web.Request) -> web.Response:
+    """``DELETE /v1/kv/{key}``: 200 if it existed, else 404."""
+    key = _key(request)
+    if isinstance(key, web.Response):
+        return key
+    async with request.app[LOCK_KEY]:
+        try:
+            deleted = request.app[LOG_KEY].delete(key)
+        except VolumeFullError as exc:
+            return error(507, str(exc.strerror or exc))
+    if not deleted:
+        return error(404, f"key not found: {key}")
+    return web.json_response({"key": key, "deleted": True})
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    """``GET /v1/kv?prefix=&limit=``: sorted keys."""
+    prefix = request.query.get("prefix", "")
+    raw_limit = request.query.get("limit", "")
+    limit: int | None = None
+    if raw_limit != "":
+        try:
+            limit = int(raw_limit)
         except ValueError:
-            return web.json_response({"message": "limit must be an integer"}, status=400)
-        return web.json_response({"keys": log.keys(request.query.get("prefix", ""), limit)})
+            limit = -1
+        if limit < 0:
+            return error(400, f"limit must be a non-negative integer, not {raw_limit!r}")
+    return web.json_response({"keys": request.app[LOG_KEY].keys(prefix, limit)})
 
-    async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
 
-    async def stats(request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "records": log.record_count,
-                "keys": len(log.index),
-                "checksum": log.checksum(),
-                "bytes": log.size,
-                "durable": log.durable,
-                "truncated_bytes": log.truncated_bytes,
-                "size_limit_bytes": log.size_limit_bytes,
-                "task_id": os.environ.get("MESOS_TASK_ID"),
-            }
-        )
+async def health(request: web.Request) -> web.Response:
+    """``GET /health``."""
+    return web.json_response({"status": "ok"})
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_put("/v1/kv/{key}", put)
-    app.router.add_get("/v1/kv/{key}", get)
-    app.router.add_delete("/v1/kv/{key}", delete)
-    app.router.add_get("/v1/kv", listing)
+
+async def stats(request: web.Request) -> web.Response:
+    """``GET /stats``: record and key counts, checksum, log size, mode and limit."""
+    kv = request.app[LOG_KEY]
+    return web.json_response(
+        {
+            "records": kv.record_count,
+            "keys": len(kv),
+            "checksum": kv.checksum(),
+            "bytes": kv.size,
+            "durable": kv.durable,
+            "truncated_bytes": kv.truncated_bytes,
+            "size_limit_bytes": kv.size_limit_bytes,
+            "task_id": request.app[TASK_ID_KEY],
+        }
+    )
+
+
+def make_app(kv: KVLog, task_id: str | None = None) -> web.Application:
+    """Build the key-value service over an open log.
+
+    Args:
+        kv: the log; the caller closes it.
+        task_id: reported by ``/stats``; defaults to ``$MESOS_TASK_ID`` (None if unset).
+
+    Returns:
+        The aiohttp application.
+    """
+    app = web.Application(client_max_size=MAX_VALUE_BYTES, middlewares=[json_errors])
+    app[LOG_KEY] = kv
+    app[LOCK_KEY] = asyncio.Lock()
+    app[TASK_ID_KEY] = task_id if task_id is not None else os.environ.get("MESOS_TASK_ID")
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/v1/kv", list_keys)
+    # ``.*`` so that empty keys and keys with '/' reach the handler and get a 400.
+    app.router.add_put("/v1/kv/{key:.*}", put_key)
+    app.router.add_get("/v1/kv/{key:.*}", get_key)
+    app.router.add_delete("/v1/kv/{key:.*}", delete_key)
     return app
 
 
-async def _serve(app: web.Application, host: str, port: int, banner: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=1024, reuse_address=True).start()
-    print(banner, flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
 def run_kv(
-    host: str, port: int, data_dir: Path, durable: bool, size_limit: int | None = None
+    host: str,
+    port: int,
+    data_dir: Path,
+    durable: bool,
+    size_limit_bytes: int | None = None,
 ) -> None:
-    """Serve the key-value store on ``host:port`` until SIGTERM."""
-    log = KVLog(data_dir, durable=durable, size_limit_bytes=size_limit)
+    """Serve the key-value store on ``host:port``, blocking until SIGTERM.
+
+    On SIGTERM (or SIGINT) in-flight requests finish, the log is closed and the
+    function returns normally (so the process exits 0).
+
+    Args:
+        host: the address to bind.
+        port: the port to bind (0: ephemeral, shown in the banner).
+        data_dir: the data directory (created if missing).
+        durable: fsync every write before acknowledging it.
+        size_limit_bytes: refuse writes beyond this log size (None: unlimited).
+
+    Raises:
+        ListenError: the address cannot be bound.
+        OSError: the log cannot be opened.
+    """
+    kv = KVLog(data_dir, durable=durable, size_limit_bytes=size_limit_bytes)
     mode = "durable" if durable else "buffered"
     try:
         asyncio.run(
-            _serve(
-                make_app(log),
+            serve_app(
+                make_app(kv),
                 host,
                 port,
-                f"kv listening on http://{host}:{port} (data: {data_dir}, {mode})",
+                lambda p: f"kv listening on {url_of(host, p)} (data: {data_dir}, {mode})",
             )
         )
     finally:
-        log.close()
+        kv.close()
