@@ -1034,16 +1034,7 @@ class Agent:
         return app
 
     async def h_version(self, request: web.Request) -> web.Response:
-        return json_response(
-            {
-                "build_date": C.BUILD_DATE,
-                "build_time": C.BUILD_TIME,
-                "build_user": C.BUILD_USER,
-                "git_sha": C.GIT_SHA,
-                "git_tag": C.GIT_TAG,
-                "version": MESOS_VERSION,
-            }
-        )
+        return json_response(C.version_info())
 
     async def run(self) -> int:
         self.recover()

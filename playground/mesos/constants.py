@@ -66,3 +66,17 @@ def is_terminal(state: str) -> bool:
 def time_info(t: float) -> dict[str, int]:
     """A v1 ``TimeInfo``."""
     return {"nanoseconds": int(t * 1e9)}
+
+
+def version_info() -> dict[str, str | float]:
+    """What ``/version`` answers (and the build fields of ``/state``)."""
+    from playground import MESOS_VERSION
+
+    return {
+        "build_date": BUILD_DATE,
+        "build_time": BUILD_TIME,
+        "build_user": BUILD_USER,
+        "git_sha": GIT_SHA,
+        "git_tag": GIT_TAG,
+        "version": MESOS_VERSION,
+    }

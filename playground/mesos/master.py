@@ -1536,16 +1536,7 @@ class Master:
         return web.Response(status=307, headers={"Location": f"//{url.split('//', 1)[1]}"})
 
     async def h_version(self, request: web.Request) -> web.Response:
-        return json_response(
-            {
-                "build_date": C.BUILD_DATE,
-                "build_time": C.BUILD_TIME,
-                "build_user": C.BUILD_USER,
-                "git_sha": C.GIT_SHA,
-                "git_tag": C.GIT_TAG,
-                "version": MESOS_VERSION,
-            }
-        )
+        return json_response(C.version_info())
 
     def metrics(self) -> dict[str, float]:
         agents = list(self.agents.values())
