@@ -80,6 +80,7 @@ def preload() -> None:
     """Import what the node roles need, so forked nodes share the loaded code."""
     import playground.coordinator.server
     import playground.mesos.agent
+    import playground.marathon.server
     import playground.mesos.master  # noqa: F401
 
 
@@ -94,6 +95,8 @@ async def _serve(ctx: NodeContext) -> int:
         from playground.mesos.master import serve
     elif role in ("agent", "public-agent"):
         from playground.mesos.agent import serve
+    elif role == "marathon":
+        from playground.marathon.server import serve
     else:
         log.error("no implementation for role %s", role)
         return 2

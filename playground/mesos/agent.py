@@ -533,7 +533,16 @@ class Agent:
             )
             return
         self.update(run, "TASK_STARTING")
-        cmd = info["command"]
+        cmd = dict(info["command"])
+        if not cmd.get("shell", True) and not cmd.get("value") and cmd.get("arguments"):
+            cmd["value"] = cmd["arguments"][0]
+        image = _container_image(info)
+        if image:
+            with open(sandbox / "stderr", "ab") as fh:
+                fh.write(
+                    f"playground: image {image} is recorded, not pulled; this agent runs the "
+                    "task's cmd/args directly on the host\n".encode()
+                )
         launch = {
             "sandbox": str(sandbox),
             "shell": cmd.get("shell", True),
@@ -1096,3 +1105,14 @@ def remove_tree(path: Path) -> None:
 
 async def serve(ctx: NodeContext) -> int:
     return await Agent(ctx).run()
+
+
+def _container_image(info: dict[str, Any]) -> str | None:
+    """The image a Docker or UCR container asks for (recorded, never pulled)."""
+    container = info.get("container") or {}
+    docker = container.get("docker") or {}
+    if docker.get("image"):
+        return str(docker["image"])
+    image = (container.get("mesos") or {}).get("image") or {}
+    name = (image.get("docker") or {}).get("name")
+    return str(name) if name else None

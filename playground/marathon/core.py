@@ -1,0 +1,1188 @@
+"""Marathon's core: apps, instances, the launch queue, offers, status updates, deployments.
+
+One object, :class:`Marathon`, owns the state and runs on the node's event loop. The HTTP
+API (``api.py``) calls its methods; the scheduler driver (``driver.py``) feeds it Mesos
+events. Everything the API changes is written to the store before the API answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from playground.cluster.timescale import TimeScale
+from playground.marathon import appdef, matching, plan
+from playground.marathon.appdef import timestamp
+from playground.marathon.driver import Driver
+from playground.marathon.store import Store
+
+log = logging.getLogger("playground.marathon")
+
+SCHEDULED = "SCHEDULED"
+TERMINAL = frozenset(
+    {
+        "TASK_FINISHED",
+        "TASK_FAILED",
+        "TASK_KILLED",
+        "TASK_ERROR",
+        "TASK_LOST",
+        "TASK_DROPPED",
+        "TASK_GONE",
+        "TASK_GONE_BY_OPERATOR",
+    }
+)
+FAILURES = frozenset({"TASK_FAILED", "TASK_ERROR", "TASK_FINISHED", "TASK_DROPPED"})
+CONDITIONS = {
+    "TASK_STAGING": "Staging",
+    "TASK_STARTING": "Starting",
+    "TASK_RUNNING": "Running",
+    "TASK_KILLING": "Killing",
+    "TASK_FINISHED": "Finished",
+    "TASK_FAILED": "Failed",
+    "TASK_KILLED": "Killed",
+    "TASK_ERROR": "Error",
+    "TASK_LOST": "Unreachable",
+    "TASK_DROPPED": "Dropped",
+    "TASK_UNREACHABLE": "Unreachable",
+    "TASK_GONE": "Gone",
+    "TASK_GONE_BY_OPERATOR": "Gone",
+    "TASK_UNKNOWN": "Unknown",
+    SCHEDULED: "Scheduled",
+}
+REJECT_ORDER = (
+    "UnfulfilledRole",
+    "UnfulfilledConstraint",
+    "NoCorrespondingReservationFound",
+    "AgentMaintenance",
+    "InsufficientCpus",
+    "InsufficientMemory",
+    "InsufficientDisk",
+    "InsufficientGpus",
+    "InsufficientPorts",
+    "DeclinedScarceResources",
+)
+#: Marathon's ``--decline_offer_duration`` (120 s), in real-cluster seconds.
+DECLINE_OFFER_SECONDS = 120.0
+#: Marathon's ``--task_launch_timeout`` 300 s, after which a task stuck in staging is killed.
+TASK_LAUNCH_TIMEOUT = 300.0
+KILL_RETRY_SECONDS = 10.0
+FAILOVER_TIMEOUT = 604800.0
+
+
+class ApiError(Exception):
+    """An API failure with Marathon's status and JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("message", ""))
+        self.status = status
+        self.body = body
+
+
+def app_not_found(app_id: str) -> ApiError:
+    return ApiError(404, {"message": f"App '{app_id}' does not exist"})
+
+
+@dataclass
+class Instance:
+    instance_id: str
+    app_id: str
+    version: str
+    config_version: str
+    incarnation: int = 1
+    goal: str = "Running"
+    state: str = SCHEDULED
+    agent_id: str | None = None
+    hostname: str | None = None
+    host_ip: str | None = None
+    ports: list[int] = field(default_factory=list)
+    region: str | None = None
+    zone: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    since: float = field(default_factory=time.time)
+    staged_at: float | None = None
+    started_at: float | None = None
+    message: str = ""
+    unreachable_since: float | None = None
+    inactive: bool = False
+    kill_sent: float | None = None
+    role: str = appdef.MARATHON_ROLE
+
+    @property
+    def task_id(self) -> str:
+        return appdef.task_id_of(self.instance_id, self.incarnation)
+
+    @property
+    def launched(self) -> bool:
+        return self.state != SCHEDULED
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def placement(self) -> matching.Placement:
+        return matching.Placement(
+            agent_id=self.agent_id or "",
+            hostname=self.hostname or "",
+            region=self.region,
+            zone=self.zone,
+            attributes=dict(self.attributes),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Instance:
+        return cls(**data)
+
+
+@dataclass
+class OfferStats:
+    since: float = field(default_factory=time.time)
+    processed: int = 0
+    unused: int = 0
+    last_unused_at: float | None = None
+    last_used_at: float | None = None
+    last_offers: dict[str, list[int]] = field(default_factory=dict)
+    launch_attempt: dict[str, list[int]] = field(default_factory=dict)
+    last_unused_offers: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10))
+
+    def record(self, reasons: list[str] | None) -> None:
+        """Count one processed offer into the rejection funnels (Marathon's summary)."""
+        self.processed += 1
+        for summary in (self.last_offers, self.launch_attempt):
+            for reason in REJECT_ORDER:
+                row = summary.setdefault(reason, [0, 0])
+                row[1] += 1
+                if reasons and reason in reasons:
+                    row[0] += 1
+                    break
+        if reasons:
+            self.unused += 1
+            self.last_unused_at = time.time()
+        else:
+            self.last_used_at = time.time()
+
+
+@dataclass
+class Deployment:
+    id: str
+    version: str
+    steps: list[list[dict[str, Any]]]
+    original: dict[str, dict[str, Any]]
+    target: dict[str, dict[str, Any]]
+    current_step: int = 0
+    readiness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def affected_apps(self) -> list[str]:
+        return plan.affected_apps(self.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "version": self.version,
+            "steps": self.steps,
+            "original": self.original,
+            "target": self.target,
+            "current_step": self.current_step,
+        }
+
+
+class Marathon:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        ts: TimeScale,
+        masters: list[str],
+        hostname: str,
+        webui_url: str,
+        default_region: str,
+        stop: asyncio.Event,
+    ) -> None:
+        self.store = store
+        self.ts = ts
+        self.default_region = default_region
+        self.stop = stop
+        self.apps: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, dict[str, Any]] = {}
+        self.instances: dict[str, Instance] = {}
+        self.deployments: dict[str, Deployment] = {}
+        self.failures: dict[str, dict[str, Any]] = {}
+        self.backoff: dict[str, tuple[float, float]] = {}
+        self.offer_stats: dict[str, OfferStats] = {}
+        self.health: dict[str, Any] = {}  # instance id -> HealthRunner
+        self.readiness_tasks: dict[str, asyncio.Task[None]] = {}
+        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.clock = appdef.VersionClock()
+        self.root_version = self.clock.next()
+        self.suppressed = False
+        self.started_at = time.time()
+        self._dirty = asyncio.Event()
+        self._background: set[asyncio.Future[Any]] = set()
+        self.framework_id: str | None = None
+        self._load()
+        self.driver = Driver(
+            masters,
+            {
+                "user": "root",
+                "name": "marathon",
+                "failover_timeout": FAILOVER_TIMEOUT,
+                "checkpoint": True,
+                "hostname": hostname,
+                "webui_url": webui_url,
+                "roles": [appdef.MARATHON_ROLE],
+                "capabilities": [
+                    {"type": "PARTITION_AWARE"},
+                    {"type": "MULTI_ROLE"},
+                    {"type": "TASK_KILLING_STATE"},
+                    {"type": "GPU_RESOURCES"},
+                    {"type": "REGION_AWARE"},
+                ],
+                **({"id": {"value": self.framework_id}} if self.framework_id else {}),
+            },
+            self.on_mesos_event,
+            stop,
+        )
+
+    # ---- persistence --------------------------------------------------------------------
+    def _load(self) -> None:
+        data = self.store.load()
+        self.framework_id = data.get("framework_id")
+        self.apps = data.get("apps", {})
+        self.groups = data.get("groups", {})
+        self.root_version = data.get("root_version", self.root_version)
+        self.failures = data.get("failures", {})
+        for raw in data.get("instances", []):
+            inst = Instance.from_json(raw)
+            self.instances[inst.instance_id] = inst
+        self._pending_deployments = data.get("deployments", [])
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "framework_id": self.driver.framework_id if hasattr(self, "driver") else None,
+            "apps": self.apps,
+            "groups": self.groups,
+            "root_version": self.root_version,
+            "failures": self.failures,
+            "instances": [i.to_json() for i in self.instances.values()],
+            "deployments": [d.to_json() for d in self.deployments.values()],
+        }
+
+    def save_now(self) -> None:
+        self.store.write_now(self.snapshot())
+        self._dirty.clear()
+
+    def save_soon(self) -> None:
+        self._dirty.set()
+
+    async def persist_loop(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), 1.0)
+            if self._dirty.is_set():
+                await asyncio.sleep(0.02)
+                self.save_now()
+
+    # ---- events ----------------------------------------------------------------------------
+    def emit(self, event_type: str, **fields: Any) -> None:
+        event = {**fields, "eventType": event_type, "timestamp": timestamp()}
+        for q in list(self.subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(event)
+
+    # ---- start-up --------------------------------------------------------------------------
+    async def run(self) -> None:
+        for raw in self._pending_deployments:
+            dep = Deployment(
+                id=raw["id"],
+                version=raw["version"],
+                steps=raw["steps"],
+                original=raw["original"],
+                target=raw["target"],
+                current_step=raw.get("current_step", 0),
+            )
+            self.deployments[dep.id] = dep
+            self._start_deployment_task(dep)
+        self._pending_deployments = []
+        loops = [
+            self.driver.run(),
+            self.persist_loop(),
+            self.housekeeping_loop(),
+        ]
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            for runner in list(self.health.values()):
+                with contextlib.suppress(Exception):
+                    await runner.stop()
+            await self.driver.close()
+            self.save_now()
+
+    # ---- apps and groups -------------------------------------------------------------------
+    def app(self, app_id: str) -> dict[str, Any]:
+        app = self.apps.get(app_id)
+        if app is None:
+            raise app_not_found(app_id)
+        return app
+
+    def app_instances(self, app_id: str) -> list[Instance]:
+        return [i for i in self.instances.values() if i.app_id == app_id]
+
+    def locking_deployments(self, app_ids: set[str]) -> list[Deployment]:
+        return [d for d in self.deployments.values() if app_ids & set(d.affected_apps)]
+
+    def group_ids(self) -> set[str]:
+        """Every group implied by app ids or created explicitly (without the root)."""
+        out = set(self.groups)
+        for aid in self.apps:
+            parent = appdef.parent_of(aid)
+            while parent != "/":
+                out.add(parent)
+                parent = appdef.parent_of(parent)
+        return out
+
+    def deploy(
+        self,
+        target: dict[str, dict[str, Any]],
+        *,
+        force: bool,
+        restart: set[str] | None = None,
+        groups: dict[str, dict[str, Any]] | None = None,
+    ) -> Deployment | None:
+        """Replace the apps with ``target`` and start the deployment that gets there.
+
+        ``target`` maps every app id that should exist afterwards to its new definition
+        (normal form, without version); apps left out are removed.
+        """
+        original = copy.deepcopy(self.apps)
+        version = self.clock.next()
+        new_apps: dict[str, dict[str, Any]] = {}
+        for aid, app in target.items():
+            old = original.get(aid)
+            app = copy.deepcopy(app)
+            forced = aid in (restart or ())
+            if old is not None and not forced and _definition(old) == _definition(app):
+                new_apps[aid] = old
+                continue
+            vi = dict((old or {}).get("versionInfo") or {})
+            if old is None or forced or plan.is_config_change(old, app):
+                vi = {"lastScalingAt": version, "lastConfigChangeAt": version}
+                self.backoff.pop(aid, None)
+            else:
+                vi["lastScalingAt"] = version
+            app["version"] = version
+            app["versionInfo"] = vi
+            new_apps[aid] = app
+        steps = plan.build_plan(original, new_apps)
+        for aid in restart or ():
+            if (
+                aid in original
+                and aid in new_apps
+                and not any(a["app"] == aid for step in steps for a in step)
+            ):
+                steps.append([{"action": "RestartApplication", "app": aid}])
+        affected = set(plan.affected_apps(steps))
+        if not affected and groups is None:
+            return None
+        locked = self.locking_deployments(affected)
+        if locked and not force:
+            raise ApiError(
+                409,
+                {
+                    "message": "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
+                    "deployments": [{"id": d.id} for d in locked],
+                },
+            )
+        for d in locked:
+            self.cancel_deployment(d)
+        taken: set[int] = set()
+        for aid, app in new_apps.items():
+            if aid in affected:
+                taken |= appdef.used_service_ports(new_apps, exclude=aid)
+                appdef.assign_service_ports(app, taken)
+        self.apps = new_apps
+        if groups is not None:
+            self.groups = groups
+        self.root_version = version
+        for aid in affected:
+            if aid in new_apps:
+                self.store.save_version(new_apps[aid])
+        dep = Deployment(
+            id=str(uuid.uuid4()),
+            version=version,
+            steps=steps,
+            original={k: v for k, v in original.items() if k in affected},
+            target={k: v for k, v in new_apps.items() if k in affected},
+        )
+        if steps:
+            self.deployments[dep.id] = dep
+        self.save_now()
+        if steps:
+            self.emit("group_change_success", groupId="/", version=version)
+            self.emit("deployment_info", plan=self.plan_json(dep), currentStep=self.step_json(dep))
+            self._start_deployment_task(dep)
+        return dep
+
+    def cancel_deployment(self, dep: Deployment) -> None:
+        if dep.task is not None:
+            dep.task.cancel()
+        self.deployments.pop(dep.id, None)
+        self.emit("deployment_failed", id=dep.id)
+        self.save_soon()
+
+    def rollback_deployment(self, dep_id: str, force: bool) -> Deployment | None:
+        dep = self.deployments.get(dep_id)
+        if dep is None:
+            raise ApiError(404, {"message": f"DeploymentPlan {dep_id} does not exist"})
+        if force:
+            self.cancel_deployment(dep)
+            return None
+        target = {k: v for k, v in self.apps.items()}
+        for aid in dep.affected_apps:
+            if aid in dep.original:
+                orig = copy.deepcopy(dep.original[aid])
+                orig.pop("version", None)
+                orig.pop("versionInfo", None)
+                target[aid] = orig
+            else:
+                target.pop(aid, None)
+        self.cancel_deployment(dep)
+        return self.deploy(target, force=True)
+
+    # ---- deployment execution ---------------------------------------------------------
+    def plan_json(self, dep: Deployment) -> dict[str, Any]:
+        return {
+            "id": dep.id,
+            "version": dep.version,
+            "original": self.group_json_for(dep.original, dep.version),
+            "target": self.group_json_for(dep.target, dep.version),
+            "steps": [{"actions": list(step)} for step in dep.steps],
+        }
+
+    def group_json_for(self, apps: dict[str, dict[str, Any]], version: str) -> dict[str, Any]:
+        return {
+            "id": "/",
+            "apps": list(apps.values()),
+            "groups": [],
+            "pods": [],
+            "dependencies": [],
+            "version": version,
+        }
+
+    def step_json(self, dep: Deployment) -> dict[str, Any]:
+        if dep.current_step >= len(dep.steps):
+            return {"actions": []}
+        return {"actions": [dict(a) for a in dep.steps[dep.current_step]]}
+
+    def _start_deployment_task(self, dep: Deployment) -> None:
+        dep.task = asyncio.ensure_future(self._run_deployment(dep))
+
+    async def _run_deployment(self, dep: Deployment) -> None:
+        try:
+            while dep.current_step < len(dep.steps):
+                actions = dep.steps[dep.current_step]
+                await asyncio.gather(*(self._run_action(dep, a) for a in actions))
+                self.emit(
+                    "deployment_step_success",
+                    plan=self.plan_json(dep),
+                    currentStep=self.step_json(dep),
+                )
+                dep.current_step += 1
+                self.save_soon()
+                if dep.current_step < len(dep.steps):
+                    self.emit(
+                        "deployment_info",
+                        plan=self.plan_json(dep),
+                        currentStep=self.step_json(dep),
+                    )
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("deployment %s failed", dep.id)
+            self.deployments.pop(dep.id, None)
+            self.emit("deployment_failed", id=dep.id)
+            self.save_soon()
+            return
+        self.deployments.pop(dep.id, None)
+        self.emit("deployment_success", id=dep.id)
+        self.save_soon()
+
+    async def _run_action(self, dep: Deployment, action: dict[str, Any]) -> None:
+        kind, aid = action["action"], action["app"]
+        tick = 0.05
+        if kind == "StartApplication":
+            return
+        if kind == "StopApplication":
+            for inst in self.app_instances(aid):
+                self.kill_instance(inst, decommission=True)
+            while self.app_instances(aid):
+                await asyncio.sleep(tick)
+            self.store.drop_versions(aid)
+            self.backoff.pop(aid, None)
+            self.offer_stats.pop(aid, None)
+            self.failures.pop(aid, None)
+            self.emit("app_terminated_event", appId=aid)
+            return
+        while True:
+            app = self.apps.get(aid)
+            if app is None:
+                return
+            if kind == "ScaleApplication":
+                done = self._scale_tick(app)
+            else:
+                done = self._restart_tick(app)
+            self._update_readiness(dep, app)
+            if done:
+                return
+            await asyncio.sleep(tick)
+
+    def _ok(self, app: dict[str, Any], inst: Instance) -> bool:
+        """Running, healthy (when the app has health checks) and ready."""
+        if inst.goal != "Running" or inst.state != "TASK_RUNNING" or inst.inactive:
+            return False
+        if app.get("healthChecks"):
+            runner = self.health.get(inst.instance_id)
+            if runner is None or runner.healthy() is not True:
+                return False
+        return not (app.get("readinessChecks") and not getattr(inst, "_ready", False))
+
+    def _active(self, app_id: str) -> list[Instance]:
+        return [i for i in self.app_instances(app_id) if i.goal == "Running" and not i.inactive]
+
+    def _scale_tick(self, app: dict[str, Any]) -> bool:
+        n = int(app["instances"])
+        active = self._active(app["id"])
+        if len(active) > n:
+            self.scale_down(app, active, len(active) - n)
+            active = self._active(app["id"])
+        while len(active) < n:
+            active.append(self.schedule_instance(app))
+        gone = [i for i in self.app_instances(app["id"]) if i.goal != "Running"]
+        return not gone and sum(1 for i in active if self._ok(app, i)) >= n
+
+    def _restart_tick(self, app: dict[str, Any]) -> bool:
+        n = int(app["instances"])
+        cfg = app["versionInfo"]["lastConfigChangeAt"]
+        active = self._active(app["id"])
+        new = [i for i in active if i.config_version == cfg]
+        old = [i for i in active if i.config_version != cfg]
+        us = app["upgradeStrategy"]
+        min_healthy = math.ceil(n * float(us["minimumHealthCapacity"]))
+        max_capacity = math.floor(n * (1 + float(us["maximumOverCapacity"])))
+        healthy_new = [i for i in new if self._ok(app, i)]
+        if len(new) > n:
+            self.scale_down(app, new, len(new) - n)
+            new = [i for i in self._active(app["id"]) if i.config_version == cfg]
+        # kill old instances while enough capacity stays healthy
+        old_ok = [i for i in old if self._ok(app, i)]
+        can_kill = len(healthy_new) + len(old_ok) - min_healthy
+        # not yet running old instances can always go
+        kill: list[Instance] = [i for i in old if not self._ok(app, i)]
+        for i in sorted(old_ok, key=lambda x: -(x.started_at or 0)):
+            if can_kill <= 0:
+                break
+            kill.append(i)
+            can_kill -= 1
+        if (
+            not kill
+            and old
+            and min_healthy >= max_capacity
+            and len(old) + len(new) >= max_capacity
+            and not [i for i in new if not self._ok(app, i)]
+        ):
+            kill.append(old[0])  # Marathon kills one first when there is no room to spare
+        for i in kill:
+            self.kill_instance(i, decommission=True)
+        old = [i for i in old if i not in kill]
+        while len(old) + len(new) < max_capacity and len(new) < n:
+            new.append(self.schedule_instance(app))
+        gone = [i for i in self.app_instances(app["id"]) if i.goal != "Running"]
+        return not old and not gone and len(healthy_new) >= n
+
+    def _update_readiness(self, dep: Deployment, app: dict[str, Any]) -> None:
+        checks = app.get("readinessChecks")
+        if not checks:
+            return
+        from playground.marathon import health
+
+        cfg = app["versionInfo"]["lastConfigChangeAt"]
+        for inst in self._active(app["id"]):
+            if inst.config_version != cfg or inst.state != "TASK_RUNNING":
+                continue
+            if inst.instance_id in self.readiness_tasks or getattr(inst, "_ready", False):
+                continue
+            stop_ev = asyncio.Event()
+
+            def on_result(result: dict[str, Any], inst: Instance = inst) -> None:
+                dep.readiness[inst.task_id] = result
+                if result.get("ready"):
+                    inst._ready = True  # type: ignore[attr-defined]
+
+            names = [s.get("name") for s in appdef.port_specs(app)]
+
+            async def run_check(
+                inst: Instance = inst,
+                stop_ev: asyncio.Event = stop_ev,
+                names: list[Any] = names,
+            ) -> None:
+                try:
+                    await health.run_readiness(
+                        checks[0],
+                        host=inst.host_ip or inst.hostname or "",
+                        ports=inst.ports,
+                        port_names=names,
+                        ts=self.ts,
+                        on_result=on_result,
+                        stop=stop_ev,
+                    )
+                finally:
+                    self.readiness_tasks.pop(inst.instance_id, None)
+
+            self.readiness_tasks[inst.instance_id] = asyncio.ensure_future(run_check())
+
+    # ---- instances ------------------------------------------------------------------------
+    def schedule_instance(self, app: dict[str, Any]) -> Instance:
+        inst = Instance(
+            instance_id=appdef.new_instance_id(app["id"]),
+            app_id=app["id"],
+            version=app["version"],
+            config_version=app["versionInfo"]["lastConfigChangeAt"],
+            role=app.get("role", appdef.MARATHON_ROLE),
+        )
+        self.instances[inst.instance_id] = inst
+        self.offer_stats.setdefault(app["id"], OfferStats())
+        self.save_soon()
+        self.wake_offers()
+        return inst
+
+    def scale_down(self, app: dict[str, Any], active: list[Instance], count: int) -> None:
+        # Instances not launched yet go first, as Marathon drops them from the queue.
+        queued = [i for i in active if not i.launched][:count]
+        for i in queued:
+            self.kill_instance(i, decommission=True)
+        count -= len(queued)
+        if count <= 0:
+            return
+        launched = [i for i in active if i.launched]
+        ids = matching.select_kills(
+            app,
+            [
+                (i.instance_id, i.placement(), i.started_at or i.staged_at or i.since)
+                for i in launched
+            ],
+            count,
+            app.get("killSelection", "YOUNGEST_FIRST"),
+        )
+        for iid in ids:
+            inst = self.instances.get(iid)
+            if inst is not None:
+                self.kill_instance(inst, decommission=True)
+
+    def kill_instance(self, inst: Instance, *, decommission: bool, wipe: bool = False) -> None:
+        if decommission:
+            inst.goal = "Decommissioned"
+        if not inst.launched or inst.terminal:
+            if inst.goal != "Running":
+                self.instances.pop(inst.instance_id, None)
+            self.save_soon()
+            return
+        inst.kill_sent = time.monotonic()
+        self.save_soon()
+        self.spawn(self.driver.kill(inst.task_id, inst.agent_id))
+
+    def spawn(self, coro: Any) -> None:
+        """Run a call in the background, keeping a reference until it is done."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def wake_offers(self) -> None:
+        if self.suppressed:
+            self.suppressed = False
+            self.spawn(self.driver.revive())
+        elif not getattr(self, "_revive_pending", False):
+            self._revive_pending = True
+
+            async def revive() -> None:
+                await asyncio.sleep(0)
+                self._revive_pending = False
+                await self.driver.revive()
+
+            self.spawn(revive())
+
+    def delayed(self, app_id: str) -> float:
+        """Seconds (wall) until the app may launch again (its backoff), 0 when it may."""
+        entry = self.backoff.get(app_id)
+        if entry is None:
+            return 0.0
+        return max(0.0, entry[0] - time.monotonic())
+
+    def _fail_backoff(self, app: dict[str, Any]) -> None:
+        _, current = self.backoff.get(app["id"], (0.0, 0.0))
+        current = (
+            float(app["backoffSeconds"])
+            if current == 0
+            else min(current * float(app["backoffFactor"]), float(app["maxLaunchDelaySeconds"]))
+        )
+        self.backoff[app["id"]] = (time.monotonic() + self.ts.wall(current, 0.0), current)
+
+    def reset_delay(self, app_id: str) -> None:
+        self.backoff.pop(app_id, None)
+        self.wake_offers()
+
+    # ---- Mesos events -----------------------------------------------------------------
+    async def on_mesos_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "SUBSCRIBED":
+            self.framework_id = self.driver.framework_id
+            self.save_now()
+            await self.reconcile()
+            if not any(i.state == SCHEDULED for i in self.instances.values()):
+                self.suppressed = True
+                await self.driver.suppress()
+        elif kind == "OFFERS":
+            await self.on_offers(event["offers"].get("offers", []))
+        elif kind == "UPDATE":
+            await self.on_update(event["update"]["status"])
+
+    async def reconcile(self) -> None:
+        tasks = [(i.task_id, i.agent_id) for i in self.instances.values() if i.launched]
+        if tasks:
+            await self.driver.reconcile(tasks)
+        await self.driver.reconcile([])  # implicit: learn about tasks we do not know
+
+    async def on_offers(self, offers: list[dict[str, Any]]) -> None:
+        queued = [
+            i
+            for i in self.instances.values()
+            if i.state == SCHEDULED and i.goal == "Running" and i.app_id in self.apps
+        ]
+        ready = [i for i in queued if self.delayed(i.app_id) <= 0]
+        if not ready:
+            await self.driver.decline(
+                [o["id"]["value"] for o in offers], DECLINE_OFFER_SECONDS if not queued else 5.0
+            )
+            if not queued and not self.suppressed:
+                self.suppressed = True
+                await self.driver.suppress()
+            return
+        ready.sort(key=lambda i: i.since)
+        by_app: dict[str, list[Instance]] = {}
+        for inst in ready:
+            by_app.setdefault(inst.app_id, []).append(inst)
+        declined: list[str] = []
+        accepts: list[tuple[str, list[dict[str, Any]]]] = []
+        for offer in offers:
+            remaining = offer
+            ops: list[dict[str, Any]] = []
+            for aid, insts in by_app.items():
+                app = self.apps[aid]
+                stats = self.offer_stats.setdefault(aid, OfferStats())
+                placed = [
+                    i.placement()
+                    for i in self.app_instances(aid)
+                    if i.launched and not i.terminal and i.goal == "Running"
+                ]
+                while insts:
+                    result = matching.match_offer(
+                        app, remaining, placed, default_region=self.default_region
+                    )
+                    if isinstance(result, matching.NoMatch):
+                        stats.record(result.reasons)
+                        stats.last_unused_offers.append(
+                            {
+                                "offer": offer,
+                                "reason": list(result.reasons),
+                                "timestamp": timestamp(),
+                            }
+                        )
+                        break
+                    stats.record(None)
+                    inst = insts.pop(0)
+                    ops.append(self._launch(app, inst, offer, result))
+                    placed.append(result.placement)
+                    remaining = result.remaining
+            if ops:
+                accepts.append((offer["id"]["value"], ops))
+            else:
+                declined.append(offer["id"]["value"])
+        if accepts:
+            self.save_now()
+        for oid, ops in accepts:
+            ok = await self.driver.accept([oid], ops)
+            if not ok:
+                for op in ops:
+                    for ti in op["launch"]["task_infos"]:
+                        self._launch_failed(ti["task_id"]["value"])
+        if declined:
+            still = any(insts for insts in by_app.values())
+            await self.driver.decline(declined, DECLINE_OFFER_SECONDS if still else 5.0)
+
+    def _launch_failed(self, task_id: str) -> None:
+        split = appdef.split_task_id(task_id)
+        if split is None:
+            return
+        inst = self.instances.get(split[0])
+        if inst is not None and inst.task_id == task_id:
+            inst.state = SCHEDULED
+            inst.agent_id = None
+
+    def _launch(
+        self, app: dict[str, Any], inst: Instance, offer: dict[str, Any], m: matching.Match
+    ) -> dict[str, Any]:
+        """Turn a matched offer into a LAUNCH operation; the instance becomes staged."""
+        if inst.version != app["version"]:
+            inst.version = app["version"]
+            inst.config_version = app["versionInfo"]["lastConfigChangeAt"]
+        host_ip = ((offer.get("url") or {}).get("address") or {}).get("ip") or offer["hostname"]
+        inst.agent_id = offer["agent_id"]["value"]
+        inst.hostname = offer["hostname"]
+        inst.host_ip = host_ip
+        inst.ports = list(m.host_ports)
+        inst.region = m.placement.region
+        inst.zone = m.placement.zone
+        inst.attributes = dict(m.placement.attributes)
+        inst.state = "TASK_STAGING"
+        inst.staged_at = time.time()
+        inst.started_at = None
+        inst.message = ""
+        inst.kill_sent = None
+        inst.role = (offer.get("allocation_info") or {}).get("role", appdef.MARATHON_ROLE)
+        stats = self.offer_stats.get(app["id"])
+        if stats is not None and not any(
+            i.state == SCHEDULED for i in self.app_instances(app["id"]) if i is not inst
+        ):
+            stats.launch_attempt = {}
+        return {"type": "LAUNCH", "launch": {"task_infos": [self.task_info(app, inst, m)]}}
+
+    def task_info(self, app: dict[str, Any], inst: Instance, m: matching.Match) -> dict[str, Any]:
+        env = appdef.task_env(
+            app, host=inst.hostname or "", host_ports=inst.ports, task_id=inst.task_id
+        )
+        command: dict[str, Any] = {
+            "environment": {"variables": [{"name": k, "value": v} for k, v in env.items()]}
+        }
+        if app.get("cmd"):
+            command.update(shell=True, value=app["cmd"])
+        elif app.get("args"):
+            command.update(shell=False, value=app["args"][0], arguments=list(app["args"]))
+        else:
+            command.update(shell=True, value="")
+        if app.get("fetch"):
+            command["uris"] = [
+                {
+                    "value": f["uri"],
+                    "extract": f.get("extract", True),
+                    "executable": f.get("executable", False),
+                    "cache": f.get("cache", False),
+                }
+                for f in app["fetch"]
+            ]
+        if app.get("user"):
+            command["user"] = app["user"]
+        specs = appdef.port_specs(app)
+        info: dict[str, Any] = {
+            "name": appdef.mesos_task_name(app["id"]),
+            "task_id": {"value": inst.task_id},
+            "agent_id": {"value": inst.agent_id},
+            "resources": m.resources,
+            "command": command,
+            "labels": {
+                "labels": [{"key": k, "value": str(v)} for k, v in app.get("labels", {}).items()]
+            },
+            "discovery": {
+                "visibility": "FRAMEWORK",
+                "name": appdef.mesos_task_name(app["id"]),
+                "ports": {
+                    "ports": [
+                        {
+                            "number": port,
+                            "protocol": (specs[k].get("protocol") if k < len(specs) else "tcp")
+                            or "tcp",
+                            **(
+                                {"name": specs[k]["name"]}
+                                if k < len(specs) and specs[k].get("name")
+                                else {}
+                            ),
+                        }
+                        for k, port in enumerate(inst.ports)
+                    ]
+                },
+            },
+        }
+        if "taskKillGracePeriodSeconds" in app:
+            info["kill_policy"] = {
+                "grace_period": {"nanoseconds": int(float(app["taskKillGracePeriodSeconds"]) * 1e9)}
+            }
+        container = app.get("container")
+        if container and container.get("type") == "DOCKER":
+            info["container"] = {
+                "type": "DOCKER",
+                "docker": {
+                    "image": container.get("docker", {}).get("image", ""),
+                    "network": "HOST",
+                    "force_pull_image": bool(
+                        container.get("docker", {}).get("forcePullImage", False)
+                    ),
+                },
+            }
+        elif container and container.get("type") == "MESOS" and container.get("docker"):
+            info["container"] = {
+                "type": "MESOS",
+                "mesos": {
+                    "image": {
+                        "type": "DOCKER",
+                        "docker": {"name": container["docker"].get("image", "")},
+                    }
+                },
+            }
+        return info
+
+    async def on_update(self, status: dict[str, Any]) -> None:
+        if status.get("uuid"):
+            self.spawn(self.driver.acknowledge(status))
+        task_id = status["task_id"]["value"]
+        state = status["state"]
+        split = appdef.split_task_id(task_id)
+        inst = self.instances.get(split[0]) if split else None
+        if inst is None or inst.task_id != task_id:
+            if state not in TERMINAL:
+                log.info("killing unknown task %s (%s)", task_id, state)
+                agent = (status.get("agent_id") or {}).get("value")
+                self.spawn(self.driver.kill(task_id, agent))
+                if split:
+                    self.emit(
+                        "unknown_instance_terminated_event",
+                        instanceId=split[0],
+                        runSpecId=appdef.app_id_of_task(task_id) or "",
+                        condition=CONDITIONS.get(state, "Unknown"),
+                    )
+            return
+        if inst.state == state and state != "TASK_RUNNING":
+            return
+        previous = inst.state
+        inst.state = state
+        inst.message = status.get("message", "")
+        if status.get("agent_id") and not inst.agent_id:
+            inst.agent_id = status["agent_id"]["value"]
+        app = self.apps.get(inst.app_id)
+        if state == "TASK_RUNNING":
+            inst.unreachable_since = None
+            if inst.started_at is None:
+                inst.started_at = time.time()
+            if previous != "TASK_RUNNING":
+                self._start_health(inst)
+                if inst.goal != "Running" and inst.kill_sent is None:
+                    self.kill_instance(inst, decommission=False)
+        elif state == "TASK_UNREACHABLE":
+            if inst.unreachable_since is None:
+                inst.unreachable_since = time.time()
+        if previous != state:
+            self.emit(
+                "status_update_event",
+                slaveId=inst.agent_id or "",
+                taskId=task_id,
+                taskStatus=state,
+                message=inst.message,
+                appId=inst.app_id,
+                host=inst.hostname or "",
+                ipAddresses=[{"ipAddress": inst.host_ip, "protocol": "IPv4"}]
+                if inst.host_ip
+                else [],
+                ports=inst.ports,
+                version=inst.version,
+            )
+            self.emit(
+                "instance_changed_event",
+                instanceId=inst.instance_id,
+                condition=CONDITIONS.get(state, "Unknown"),
+                runSpecId=inst.app_id,
+                agentId=inst.agent_id or "",
+                host=inst.hostname or "",
+                runSpecVersion=inst.version,
+            )
+        if state in TERMINAL:
+            await self._stop_health(inst)
+            self.readiness_tasks.pop(inst.instance_id, None)
+            if state in FAILURES and app is not None and inst.goal == "Running":
+                self.failures[inst.app_id] = {
+                    "appId": inst.app_id,
+                    "host": inst.hostname or "",
+                    "message": inst.message,
+                    "state": state,
+                    "taskId": task_id,
+                    "instanceId": inst.instance_id,
+                    "slaveId": inst.agent_id or "",
+                    "timestamp": timestamp(),
+                    "version": inst.version,
+                }
+                self._fail_backoff(app)
+            if inst.goal != "Running" or app is None or inst.inactive:
+                self.instances.pop(inst.instance_id, None)
+            else:
+                self._relaunch(inst)
+        self.save_soon()
+
+    def _relaunch(self, inst: Instance) -> None:
+        inst.incarnation += 1
+        inst.state = SCHEDULED
+        inst.agent_id = None
+        inst.ports = []
+        inst.staged_at = inst.started_at = None
+        inst.kill_sent = None
+        inst.since = time.time()
+        if hasattr(inst, "_ready"):
+            del inst._ready
+        self.wake_offers()
+
+    # ---- health --------------------------------------------------------------------------
+    def _start_health(self, inst: Instance) -> None:
+        app = self.apps.get(inst.app_id)
+        if app is None or not app.get("healthChecks") or inst.instance_id in self.health:
+            return
+        if inst.version != app["version"]:
+            versioned = self.store.version(inst.app_id, inst.version)
+            checks = (versioned or app).get("healthChecks") or []
+        else:
+            checks = app["healthChecks"]
+        if not checks:
+            return
+        from playground.marathon import health
+
+        env = appdef.task_env(
+            app, host=inst.hostname or "", host_ports=inst.ports, task_id=inst.task_id
+        )
+
+        def on_change(instance_id: str, index: int, alive: bool | None) -> None:
+            self.emit(
+                "health_status_changed_event",
+                appId=inst.app_id,
+                instanceId=instance_id,
+                version=inst.version,
+                alive=bool(alive),
+            )
+            self.emit(
+                "instance_health_changed_event",
+                instanceId=instance_id,
+                runSpecId=inst.app_id,
+                runSpecVersion=inst.version,
+                healthy=bool(alive),
+            )
+            if not alive and 0 <= index < len(checks):
+                self.emit(
+                    "failed_health_check_event",
+                    appId=inst.app_id,
+                    taskId=inst.task_id,
+                    instanceId=instance_id,
+                    healthCheck=checks[index],
+                )
+
+        def on_kill(instance_id: str, reason: str) -> None:
+            current = self.instances.get(instance_id)
+            if current is None or current.terminal:
+                return
+            log.info("killing unhealthy task %s: %s", current.task_id, reason)
+            self.emit(
+                "unhealthy_instance_kill_event",
+                appId=current.app_id,
+                taskId=current.task_id,
+                instanceId=instance_id,
+                version=current.version,
+                reason=reason,
+                host=current.hostname or "",
+                slaveId=current.agent_id or "",
+            )
+            self.kill_instance(current, decommission=False)
+
+        runner = health.HealthRunner(
+            checks,
+            instance_id=inst.instance_id,
+            host=inst.host_ip or inst.hostname or "",
+            ports=inst.ports,
+            env=env,
+            cwd=None,
+            ts=self.ts,
+            on_change=on_change,
+            on_kill=on_kill,
+            started_at=inst.started_at or time.time(),
+        )
+        self.health[inst.instance_id] = runner
+        runner.start()
+
+    async def _stop_health(self, inst: Instance) -> None:
+        runner = self.health.pop(inst.instance_id, None)
+        if runner is not None:
+            await runner.stop()
+
+    def health_results(self, inst: Instance) -> list[dict[str, Any]]:
+        runner = self.health.get(inst.instance_id)
+        return runner.results() if runner is not None else []
+
+    # ---- housekeeping ------------------------------------------------------------------
+    async def housekeeping_loop(self) -> None:
+        """Retry kills, expire unreachable instances, keep apps at their instance count."""
+        while not self.stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 0.25)
+            now = time.monotonic()
+            wall_now = time.time()
+            locked = {a for d in self.deployments.values() for a in d.affected_apps}
+            for inst in list(self.instances.values()):
+                if inst.kill_sent is not None and not inst.terminal:
+                    if now - inst.kill_sent > self.ts.wall(KILL_RETRY_SECONDS, 1.0):
+                        inst.kill_sent = now
+                        await self.driver.kill(inst.task_id, inst.agent_id)
+                if inst.state == "TASK_STAGING" and inst.staged_at is not None:
+                    if wall_now - inst.staged_at > self.ts.wall(TASK_LAUNCH_TIMEOUT, 5.0):
+                        if inst.kill_sent is None:
+                            self.kill_instance(inst, decommission=False)
+                if inst.unreachable_since is not None and inst.state == "TASK_UNREACHABLE":
+                    app = self.apps.get(inst.app_id)
+                    strategy = (app or {}).get("unreachableStrategy")
+                    if not isinstance(strategy, dict):
+                        continue  # "disabled": wait for the task to come back
+                    age = wall_now - inst.unreachable_since
+                    if not inst.inactive and age >= self.ts.wall(
+                        float(strategy.get("inactiveAfterSeconds", 0)), 0.0
+                    ):
+                        inst.inactive = True
+                        self.emit(
+                            "instance_changed_event",
+                            instanceId=inst.instance_id,
+                            condition="UnreachableInactive",
+                            runSpecId=inst.app_id,
+                            agentId=inst.agent_id or "",
+                            host=inst.hostname or "",
+                            runSpecVersion=inst.version,
+                        )
+                        self.save_soon()
+                    if inst.inactive and age >= self.ts.wall(
+                        float(strategy.get("expungeAfterSeconds", 0)), 0.0
+                    ):
+                        await self._stop_health(inst)
+                        self.instances.pop(inst.instance_id, None)
+                        self.save_soon()
+            for aid, app in self.apps.items():
+                if aid in locked:
+                    continue
+                active = self._active(aid)
+                missing = int(app["instances"]) - len(active)
+                for _ in range(max(0, missing)):
+                    self.schedule_instance(app)
+                if missing < 0:
+                    self.scale_down(app, active, -missing)
+
+
+def _definition(app: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in app.items() if k not in ("version", "versionInfo")}
