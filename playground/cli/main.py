@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from playground import __version__
+from playground.cli import app as app_cmds
 from playground.cli import cluster as cluster_cmds
 from playground.cli.common import state_dir_option
 from playground.cli.doctor import doctor
@@ -32,6 +33,9 @@ for cmd in (
     doctor,
     topology,
     task,
+    app_cmds.app,
+    app_cmds.deployment,
+    app_cmds.queue,
 ):
     main.add_command(cmd)
 

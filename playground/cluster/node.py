@@ -79,8 +79,8 @@ def load_context(state_dir: Path, name: str) -> NodeContext:
 def preload() -> None:
     """Import what the node roles need, so forked nodes share the loaded code."""
     import playground.coordinator.server
-    import playground.mesos.agent
     import playground.marathon.server
+    import playground.mesos.agent
     import playground.mesos.master  # noqa: F401
 
 

@@ -187,25 +187,34 @@ def normalize_app(raw: dict[str, Any], base: str = "/") -> dict[str, Any]:
     for key in ("cpus", "mem", "disk", "gpus"):
         app[key] = _number(app[key])
     us = app["upgradeStrategy"]
-    us.setdefault("maximumOverCapacity", 1)
-    us.setdefault("minimumHealthCapacity", 1)
+    if isinstance(us, dict):
+        us.setdefault("maximumOverCapacity", 1)
+        us.setdefault("minimumHealthCapacity", 1)
     un = app["unreachableStrategy"]
     if isinstance(un, dict):
         un.setdefault("inactiveAfterSeconds", 0)
         un.setdefault("expungeAfterSeconds", 0)
     app["role"] = src.pop("role", None) or MARATHON_ROLE
-    # networking and ports
+    # networking and ports (the deprecated ipAddress and docker.network become networks)
     networks = src.pop("networks", None)
+    ip_address = src.pop("ipAddress", None)
     if not networks:
         container = src.get("container") or {}
         docker_net = ((container.get("docker") or {}).get("network") or "").upper()
+        net_name = (ip_address or {}).get("networkName") or "dcos"
         if docker_net == "BRIDGE":
             networks = [{"mode": "container/bridge"}]
-        elif docker_net == "USER":
-            networks = [{"mode": "container"}]
+        elif docker_net == "USER" or ip_address is not None:
+            networks = [{"mode": "container", "name": net_name}]
         else:
             networks = [{"mode": "host"}]
     app["networks"] = networks
+    if _resident(src):
+        # Apps with local persistent volumes: Marathon's resident defaults.
+        if "upgradeStrategy" not in raw:
+            app["upgradeStrategy"] = {"maximumOverCapacity": 0, "minimumHealthCapacity": 0.5}
+        if "unreachableStrategy" not in raw:
+            app["unreachableStrategy"] = "disabled"
     ports = src.pop("ports", None)
     port_defs = src.pop("portDefinitions", None)
     if _host_networking(app):
@@ -258,6 +267,11 @@ def normalize_app(raw: dict[str, Any], base: str = "/") -> dict[str, Any]:
             continue
         app[key] = value
     return app
+
+
+def _resident(app: dict[str, Any]) -> bool:
+    volumes = (app.get("container") or {}).get("volumes") or []
+    return any(isinstance(v, dict) and "persistent" in v for v in volumes)
 
 
 def service_ports(app: dict[str, Any]) -> list[int]:

@@ -323,6 +323,11 @@ class Marathon:
         try:
             await asyncio.gather(*loops)
         finally:
+            for dep in self.deployments.values():
+                if dep.task is not None:
+                    dep.task.cancel()
+            for t in list(self.readiness_tasks.values()):
+                t.cancel()
             for runner in list(self.health.values()):
                 with contextlib.suppress(Exception):
                     await runner.stop()
@@ -394,7 +399,10 @@ class Marathon:
                 steps.append([{"action": "RestartApplication", "app": aid}])
         affected = set(plan.affected_apps(steps))
         if not affected and groups is None:
-            return None
+            # Nothing changes: Marathon still answers with a (finished) deployment.
+            noop = Deployment(id=str(uuid.uuid4()), version=version, steps=[], original={}, target={})
+            self.emit("deployment_success", id=noop.id)
+            return noop
         locked = self.locking_deployments(affected)
         if locked and not force:
             raise ApiError(
@@ -645,6 +653,7 @@ class Marathon:
                         ts=self.ts,
                         on_result=on_result,
                         stop=stop_ev,
+                        task_id=inst.task_id,
                     )
                 finally:
                     self.readiness_tasks.pop(inst.instance_id, None)
@@ -781,46 +790,64 @@ class Marathon:
         by_app: dict[str, list[Instance]] = {}
         for inst in ready:
             by_app.setdefault(inst.app_id, []).append(inst)
-        declined: list[str] = []
-        accepts: list[tuple[str, list[dict[str, Any]]]] = []
-        for offer in offers:
-            remaining = offer
-            ops: list[dict[str, Any]] = []
-            for aid, insts in by_app.items():
-                app = self.apps[aid]
-                stats = self.offer_stats.setdefault(aid, OfferStats())
-                placed = [
-                    i.placement()
-                    for i in self.app_instances(aid)
-                    if i.launched and not i.terminal and i.goal == "Running"
-                ]
-                while insts:
+        # Instances go round-robin over the offers, so a big scale-up spreads its
+        # launches over the agents instead of filling the first offer.
+        remaining = {o["id"]["value"]: o for o in offers}
+        ops_by_offer: dict[str, list[dict[str, Any]]] = {oid: [] for oid in remaining}
+        order = list(remaining)
+        cursor = 0
+        for aid, insts in by_app.items():
+            app = self.apps[aid]
+            stats = self.offer_stats.setdefault(aid, OfferStats())
+            placed = [
+                i.placement()
+                for i in self.app_instances(aid)
+                if i.launched and not i.terminal and i.goal == "Running"
+            ]
+            rejected: set[str] = set()
+            counted: set[str] = set()
+            while insts and len(rejected) < len(order):
+                inst = insts[0]
+                launched = False
+                for k in range(len(order)):
+                    oid = order[(cursor + k) % len(order)]
+                    if oid in rejected:
+                        continue
+                    offer = remaining[oid]
                     result = matching.match_offer(
-                        app, remaining, placed, default_region=self.default_region
+                        app, offer, placed, default_region=self.default_region
                     )
                     if isinstance(result, matching.NoMatch):
-                        stats.record(result.reasons)
-                        stats.last_unused_offers.append(
-                            {
-                                "offer": offer,
-                                "reason": list(result.reasons),
-                                "timestamp": timestamp(),
-                            }
-                        )
-                        break
-                    stats.record(None)
-                    inst = insts.pop(0)
-                    ops.append(self._launch(app, inst, offer, result))
+                        rejected.add(oid)
+                        if oid not in counted:
+                            counted.add(oid)
+                            stats.record(result.reasons)
+                            stats.last_unused_offers.append(
+                                {
+                                    "offer": offer,
+                                    "reason": list(result.reasons),
+                                    "timestamp": timestamp(),
+                                }
+                            )
+                        continue
+                    if oid not in counted:
+                        counted.add(oid)
+                        stats.record(None)
+                    insts.pop(0)
+                    ops_by_offer[oid].append(self._launch(app, inst, offer, result))
                     placed.append(result.placement)
-                    remaining = result.remaining
-            if ops:
-                accepts.append((offer["id"]["value"], ops))
-            else:
-                declined.append(offer["id"]["value"])
+                    remaining[oid] = result.remaining
+                    cursor = (cursor + k + 1) % len(order)
+                    launched = True
+                    break
+                if not launched:
+                    break
+        accepts = [(oid, ops) for oid, ops in ops_by_offer.items() if ops]
+        declined = [oid for oid, ops in ops_by_offer.items() if not ops]
         if accepts:
             self.save_now()
-        for oid, ops in accepts:
-            ok = await self.driver.accept([oid], ops)
+        results = await asyncio.gather(*(self.driver.accept([oid], ops) for oid, ops in accepts))
+        for (_, ops), ok in zip(accepts, results, strict=True):
             if not ok:
                 for op in ops:
                     for ti in op["launch"]["task_infos"]:
@@ -957,7 +984,7 @@ class Marathon:
         split = appdef.split_task_id(task_id)
         inst = self.instances.get(split[0]) if split else None
         if inst is None or inst.task_id != task_id:
-            if state not in TERMINAL:
+            if state not in TERMINAL and state != "TASK_UNKNOWN":
                 log.info("killing unknown task %s (%s)", task_id, state)
                 agent = (status.get("agent_id") or {}).get("value")
                 self.spawn(self.driver.kill(task_id, agent))
@@ -971,6 +998,8 @@ class Marathon:
             return
         if inst.state == state and state != "TASK_RUNNING":
             return
+        if _ORDER.get(state, 99) < _ORDER.get(inst.state, 0):
+            return  # a retried older update arriving late (Mesos retries until acked)
         previous = inst.state
         inst.state = state
         inst.message = status.get("message", "")
@@ -1022,7 +1051,6 @@ class Marathon:
                     "message": inst.message,
                     "state": state,
                     "taskId": task_id,
-                    "instanceId": inst.instance_id,
                     "slaveId": inst.agent_id or "",
                     "timestamp": timestamp(),
                     "version": inst.version,
@@ -1182,6 +1210,9 @@ class Marathon:
                     self.schedule_instance(app)
                 if missing < 0:
                     self.scale_down(app, active, -missing)
+
+
+_ORDER = {"TASK_STAGING": 1, "TASK_STARTING": 2, "TASK_RUNNING": 3}
 
 
 def _definition(app: dict[str, Any]) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class Driver:
                 if self.stop.is_set():
                     return
                 try:
-                    await self._subscribe(base.rstrip("/") + SCHEDULER_PATH)
+                    await self._until_stopped(self._subscribe(base.rstrip("/") + SCHEDULER_PATH))
                     delay = 0.1
                 except (TimeoutError, aiohttp.ClientError, OSError, RecordIOError) as exc:
                     log.debug("subscription via %s ended: %s", base, exc)
@@ -100,6 +100,21 @@ class Driver:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay)
             delay = min(delay * 2, 1.0)
+
+    async def _until_stopped(self, coro: Any) -> None:
+        """Run ``coro`` but give up as soon as the node is stopping."""
+        task = asyncio.ensure_future(coro)
+        stopper = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()
 
     async def _subscribe(self, url: str) -> None:
         info = dict(self.framework_info)

@@ -427,6 +427,7 @@ class Agent:
                 "framework_id": {"value": run.framework_id},
                 "status": status,
                 "uuid": status["uuid"],
+                "latest_state": run.state,
             },
             "agent_id": self.agent_id,
         }
@@ -606,6 +607,18 @@ class Agent:
                 os.close(rfd)
             log.warning("task %s: the executor did not report a launch within 30s", run.task_id)
             return
+        if not data.strip().isdigit():
+            # The pipe gave no pid (a lost wake-up): the executor's task.pid file is the
+            # durable record of the launch, so wait for it instead.
+            log.warning(
+                "task %s: no pid on the launch pipe (%r); reading task.pid", run.task_id, data
+            )
+            for _ in range(300):
+                pid = self.read_task_pid(run)
+                if pid is not None or run.terminal:
+                    data = str(pid or "").encode()
+                    break
+                await asyncio.sleep(0.1)
         if data.strip().isdigit() and not run.terminal:
             run.task_pid = int(data)
             if run.killing:

@@ -808,6 +808,11 @@ class Master:
         self.counters["valid_status_updates"] += 1
         if task is not None and not C.is_terminal(task.state):
             self.apply_status(fw, task, status)
+            latest = update.get("latest_state")
+            if latest and latest != task.state and not C.is_terminal(task.state):
+                # A retried older update: the task's state is the agent's latest (Mesos's
+                # StatusUpdate.latest_state), not the retried one.
+                self.apply_status(fw, task, {**status, "state": latest})
         fw.send({"type": "UPDATE", "update": {"status": status}})
 
     # ---- frameworks -----------------------------------------------------------------
