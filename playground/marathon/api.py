@@ -16,6 +16,7 @@ import statistics
 import time
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from playground.marathon import appdef, validation
@@ -48,7 +49,7 @@ def _flag(request: web.Request, name: str, default: bool = False) -> bool:
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(),
+        body=msgspec.json.encode(data),
         status=status,
         content_type="application/json",
         headers=headers,
@@ -79,6 +80,7 @@ class Api:
         self.port = port
         self.masters = masters
         self.requests = 0
+        self._index: dict[str, list[Instance]] | None = None
 
     # ---- plumbing ---------------------------------------------------------------------
     def application(self) -> web.Application:
@@ -295,7 +297,18 @@ class Api:
         return out
 
     def tasks_of(self, app_id: str) -> list[Instance]:
+        index = self._index
+        if index is not None:
+            return index.get(app_id, [])
         return [i for i in self.m.app_instances(app_id) if i.launched and not i.inactive]
+
+    def build_index(self) -> dict[str, list[Instance]]:
+        """Tasks by app, built once per request that renders many apps."""
+        out: dict[str, list[Instance]] = {}
+        for i in self.m.instances.values():
+            if i.launched and not i.inactive:
+                out.setdefault(i.app_id, []).append(i)
+        return out
 
     def counts(self, app: dict[str, Any]) -> dict[str, int]:
         tasks = self.tasks_of(app["id"])
@@ -359,7 +372,7 @@ class Api:
         return result
 
     def app_json(self, app: dict[str, Any], embeds: set[str]) -> dict[str, Any]:
-        out = copy.deepcopy(app)
+        out = dict(app)  # rendering only adds keys; the stored definition is not touched
         if "counts" in embeds:
             out.update(self.counts(app))
         if "deployments" in embeds:
@@ -386,7 +399,22 @@ class Api:
         wanted_id = request.query.get("id")
         wanted_cmd = request.query.get("cmd")
         label = request.query.get("label")
-        apps = []
+        apps: list[dict[str, Any]] = []
+        self._index = self.build_index()
+        try:
+            self._collect_apps(apps, embeds, wanted_id, wanted_cmd, label)
+        finally:
+            self._index = None
+        return _json({"apps": apps})
+
+    def _collect_apps(
+        self,
+        apps: list[dict[str, Any]],
+        embeds: set[str],
+        wanted_id: str | None,
+        wanted_cmd: str | None,
+        label: str | None,
+    ) -> None:
         for aid in sorted(self.m.apps):
             app = self.m.apps[aid]
             if wanted_id and wanted_id.lower() not in aid.lower():
@@ -396,7 +424,6 @@ class Api:
             if label and not _label_matches(app.get("labels") or {}, label):
                 continue
             apps.append(self.app_json(app, embeds))
-        return _json({"apps": apps})
 
     async def _read_app_body(self, request: web.Request) -> Any:
         body = await self.body(request)
@@ -699,10 +726,7 @@ class Api:
             )
         assert isinstance(ids, list)
         insts = [i for i in (self._find_task(str(t)) for t in ids) if i is not None]
-        resp = self._kill(request, insts)
-        if _flag(request, "scale"):
-            return resp
-        return _json({})
+        return self._kill(request, insts)
 
     # ---- deployments --------------------------------------------------------------------
     def deployment_json(self, dep: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import re
 import time
 import uuid
@@ -83,7 +84,12 @@ OPTIONAL = (
 # ---- time and versions ----------------------------------------------------------------
 def timestamp(t: float | None = None) -> str:
     """Marathon's timestamps: ISO 8601, UTC, milliseconds, ``Z``."""
-    when = dt.datetime.fromtimestamp(time.time() if t is None else t, dt.UTC)
+    return _timestamp(time.time() if t is None else t)
+
+
+@functools.lru_cache(maxsize=8192)
+def _timestamp(t: float) -> str:
+    when = dt.datetime.fromtimestamp(t, dt.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
@@ -337,9 +343,6 @@ def used_service_ports(apps: dict[str, dict[str, Any]], exclude: str | None = No
 
 
 # ---- the task environment --------------------------------------------------------------
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
 def task_env(
     app: dict[str, Any], *, host: str, host_ports: list[int], task_id: str
 ) -> dict[str, str]:
@@ -368,14 +371,15 @@ def task_env(
     env["MARATHON_APP_RESOURCE_MEM"] = str(float(app["mem"]))
     env["MARATHON_APP_RESOURCE_DISK"] = str(float(app["disk"]))
     env["MARATHON_APP_RESOURCE_GPUS"] = str(int(app.get("gpus", 0)))
+    # EnvironmentHelper.labelsToEnvVars: runs of other characters become one "_"
     labels = {
-        k: str(v)
+        re.sub(r"[^a-zA-Z0-9_]+", "_", k).upper(): str(v)
         for k, v in (app.get("labels") or {}).items()
-        if _ENV_NAME.match(re.sub(r"[^A-Za-z0-9_]", "_", k)) and len(str(v)) <= 512
+        if len(k) < 493 and len(str(v)) < 512
     }
-    env["MARATHON_APP_LABELS"] = " ".join(re.sub(r"[^A-Za-z0-9_]", "_", k).upper() for k in labels)
+    env["MARATHON_APP_LABELS"] = " ".join(labels)
     for k, v in labels.items():
-        env[f"MARATHON_APP_LABEL_{re.sub(r'[^A-Za-z0-9_]', '_', k).upper()}"] = v
+        env[f"MARATHON_APP_LABEL_{k}"] = v
     for k, v in (app.get("env") or {}).items():
         if isinstance(v, str):
             env[k] = v

@@ -602,9 +602,15 @@ class Marathon:
                 break
             kill.append(i)
             can_kill -= 1
+        dying = [
+            i
+            for i in self.app_instances(app["id"])
+            if i.goal != "Running" and i.launched and not i.terminal
+        ]
         if (
             not kill
             and old
+            and not dying
             and min_healthy >= max_capacity
             and len(old) + len(new) >= max_capacity
             and not [i for i in new if not self._ok(app, i)]
@@ -613,7 +619,13 @@ class Marathon:
         for i in kill:
             self.kill_instance(i, decommission=True)
         old = [i for i in old if i not in kill]
-        while len(old) + len(new) < max_capacity and len(new) < n:
+        # Killed instances hold their capacity until they are gone (TaskReplaceActor).
+        dying = [
+            i
+            for i in self.app_instances(app["id"])
+            if i.goal != "Running" and i.launched and not i.terminal
+        ]
+        while len(old) + len(new) + len(dying) < max_capacity and len(new) < n:
             new.append(self.schedule_instance(app))
         gone = [i for i in self.app_instances(app["id"]) if i.goal != "Running"]
         return not old and not gone and len(healthy_new) >= n
