@@ -74,6 +74,10 @@ DECLINE_OFFER_SECONDS = 120.0
 #: Marathon's ``--task_launch_timeout`` 300 s, after which a task stuck in staging is killed.
 TASK_LAUNCH_TIMEOUT = 300.0
 KILL_RETRY_SECONDS = 10.0
+#: Marathon's ``--launch_tokens`` and ``--launch_token_refresh_interval``: at most 100
+#: launches per 30 s (cluster time), so a big scale-up cannot swamp the agents at once.
+LAUNCH_TOKENS = 100
+LAUNCH_TOKEN_REFRESH = 30.0
 FAILOVER_TIMEOUT = 604800.0
 
 
@@ -217,6 +221,7 @@ class Marathon:
         self.apps: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, dict[str, Any]] = {}
         self.instances: dict[str, Instance] = {}
+        self.by_app: dict[str, dict[str, Instance]] = {}
         self.deployments: dict[str, Deployment] = {}
         self.failures: dict[str, dict[str, Any]] = {}
         self.backoff: dict[str, tuple[float, float]] = {}
@@ -227,6 +232,8 @@ class Marathon:
         self.clock = appdef.VersionClock()
         self.root_version = self.clock.next()
         self.suppressed = False
+        self.launch_tokens = LAUNCH_TOKENS
+        self.tokens_refilled = time.monotonic()
         self.started_at = time.time()
         self._dirty = asyncio.Event()
         self._background: set[asyncio.Future[Any]] = set()
@@ -265,7 +272,7 @@ class Marathon:
         self.failures = data.get("failures", {})
         for raw in data.get("instances", []):
             inst = Instance.from_json(raw)
-            self.instances[inst.instance_id] = inst
+            self.add_instance(inst)
         self._pending_deployments = data.get("deployments", [])
 
     def snapshot(self) -> dict[str, Any]:
@@ -342,7 +349,19 @@ class Marathon:
         return app
 
     def app_instances(self, app_id: str) -> list[Instance]:
-        return [i for i in self.instances.values() if i.app_id == app_id]
+        return list(self.by_app.get(app_id, {}).values())
+
+    def add_instance(self, inst: Instance) -> None:
+        self.instances[inst.instance_id] = inst
+        self.by_app.setdefault(inst.app_id, {})[inst.instance_id] = inst
+
+    def remove_instance(self, inst: Instance) -> None:
+        self.remove_instance(inst)
+        bucket = self.by_app.get(inst.app_id)
+        if bucket is not None:
+            bucket.pop(inst.instance_id, None)
+            if not bucket:
+                del self.by_app[inst.app_id]
 
     def locking_deployments(self, app_ids: set[str]) -> list[Deployment]:
         return [d for d in self.deployments.values() if app_ids & set(d.affected_apps)]
@@ -400,7 +419,9 @@ class Marathon:
         affected = set(plan.affected_apps(steps))
         if not affected and groups is None:
             # Nothing changes: Marathon still answers with a (finished) deployment.
-            noop = Deployment(id=str(uuid.uuid4()), version=version, steps=[], original={}, target={})
+            noop = Deployment(
+                id=str(uuid.uuid4()), version=version, steps=[], original={}, target={}
+            )
             self.emit("deployment_success", id=noop.id)
             return noop
         locked = self.locking_deployments(affected)
@@ -528,7 +549,7 @@ class Marathon:
 
     async def _run_action(self, dep: Deployment, action: dict[str, Any]) -> None:
         kind, aid = action["action"], action["app"]
-        tick = 0.05
+        tick = 0.1
         if kind == "StartApplication":
             return
         if kind == "StopApplication":
@@ -681,7 +702,7 @@ class Marathon:
             config_version=app["versionInfo"]["lastConfigChangeAt"],
             role=app.get("role", appdef.MARATHON_ROLE),
         )
-        self.instances[inst.instance_id] = inst
+        self.add_instance(inst)
         self.offer_stats.setdefault(app["id"], OfferStats())
         self.save_soon()
         self.wake_offers()
@@ -715,7 +736,7 @@ class Marathon:
             inst.goal = "Decommissioned"
         if not inst.launched or inst.terminal:
             if inst.goal != "Running":
-                self.instances.pop(inst.instance_id, None)
+                self.remove_instance(inst)
             self.save_soon()
             return
         inst.kill_sent = time.monotonic()
@@ -790,6 +811,8 @@ class Marathon:
             if i.state == SCHEDULED and i.goal == "Running" and i.app_id in self.apps
         ]
         ready = [i for i in queued if self.delayed(i.app_id) <= 0]
+        if self.launch_tokens <= 0:
+            ready = []
         if not ready:
             await self.driver.decline(
                 [o["id"]["value"] for o in offers], DECLINE_OFFER_SECONDS if not queued else 5.0
@@ -818,7 +841,7 @@ class Marathon:
             ]
             rejected: set[str] = set()
             counted: set[str] = set()
-            while insts and len(rejected) < len(order):
+            while insts and len(rejected) < len(order) and self.launch_tokens > 0:
                 inst = insts[0]
                 launched = False
                 for k in range(len(order)):
@@ -846,6 +869,7 @@ class Marathon:
                         counted.add(oid)
                         stats.record(None)
                     insts.pop(0)
+                    self.launch_tokens -= 1
                     ops_by_offer[oid].append(self._launch(app, inst, offer, result))
                     placed.append(result.placement)
                     remaining[oid] = result.remaining
@@ -1069,7 +1093,7 @@ class Marathon:
                 }
                 self._fail_backoff(app)
             if inst.goal != "Running" or app is None or inst.inactive:
-                self.instances.pop(inst.instance_id, None)
+                self.remove_instance(inst)
             else:
                 self._relaunch(inst)
         self.save_soon()
@@ -1177,6 +1201,12 @@ class Marathon:
                 await asyncio.wait_for(self.stop.wait(), 0.25)
             now = time.monotonic()
             wall_now = time.time()
+            if now - self.tokens_refilled >= self.ts.wall(LAUNCH_TOKEN_REFRESH, 0.5):
+                self.tokens_refilled = now
+                if self.launch_tokens < LAUNCH_TOKENS:
+                    self.launch_tokens = LAUNCH_TOKENS
+                    if any(i.state == SCHEDULED for i in self.instances.values()):
+                        self.wake_offers()
             locked = {a for d in self.deployments.values() for a in d.affected_apps}
             for inst in list(self.instances.values()):
                 if inst.kill_sent is not None and not inst.terminal:
@@ -1211,7 +1241,7 @@ class Marathon:
                         float(strategy.get("expungeAfterSeconds", 0)), 0.0
                     ):
                         await self._stop_health(inst)
-                        self.instances.pop(inst.instance_id, None)
+                        self.remove_instance(inst)
                         self.save_soon()
             for aid, app in self.apps.items():
                 if aid in locked:

@@ -747,8 +747,9 @@ class Agent:
     # ---- memory limits --------------------------------------------------------------
     async def monitor_loop(self) -> None:
         while not self.ctx.stop.is_set():
+            busy = sum(1 for r in self.runs.values() if not r.terminal)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.ctx.stop.wait(), 0.5)
+                await asyncio.wait_for(self.ctx.stop.wait(), max(0.5, busy * 0.005))
             for run in list(self.runs.values()):
                 if run.terminal or run.task_pid is None or run.killing:
                     continue
@@ -1081,16 +1082,46 @@ def _role_of(info: dict[str, Any]) -> str:
     return "*"
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_PROC_CHILDREN = Path("/proc/self/task").is_dir() and any(
+    (t / "children").exists() for t in Path("/proc/self/task").iterdir()
+)
+
+
 def _tree_rss(pid: int) -> int:
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
+    """Resident memory of a task and its descendants.
+
+    On Linux this walks ``/proc/PID/task/TID/children`` (cost: the size of the tree);
+    psutil's ``children(recursive=True)`` scans every process on the host, which with
+    hundreds of tasks per agent costs more than the tasks themselves.
+    """
+    if not _PROC_CHILDREN:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
     total = 0
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
+    stack = [pid]
+    seen: set[int] = set()
+    while stack:
+        cur = stack.pop()
+        if cur in seen:
+            continue
+        seen.add(cur)
+        try:
+            with open(f"/proc/{cur}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * _PAGE
+            for tdir in os.scandir(f"/proc/{cur}/task"):
+                with open(f"{tdir.path}/children", "rb") as fh:
+                    stack.extend(int(x) for x in fh.read().split())
+        except (OSError, ValueError, IndexError):
+            continue
     return total
 
 
