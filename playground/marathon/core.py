@@ -356,7 +356,7 @@ class Marathon:
         self.by_app.setdefault(inst.app_id, {})[inst.instance_id] = inst
 
     def remove_instance(self, inst: Instance) -> None:
-        self.remove_instance(inst)
+        self.instances.pop(inst.instance_id, None)
         bucket = self.by_app.get(inst.app_id)
         if bucket is not None:
             bucket.pop(inst.instance_id, None)

@@ -19,6 +19,7 @@ def test_default_topology() -> None:
         "agent-2",
         "agent-3",
         "public-agent-1",
+        "marathon-1",
     ]
     assert [n.zone for n in topo.by_role("agent")] == ["a", "b", "c"]
     assert topo.quorum == 1
