@@ -474,10 +474,12 @@ class Master:
 
     async def become_leader(self) -> None:
         log.info("elected leading master (epoch %d)", self.epoch)
+        # Read the registry before taking registrations: an agent admitted while it loads
+        # would get an id the loaded sequence hands out again.
+        await self.load_registry()
         self.leading = True
         self.elected_time = time.time()
         self.ctx.state.record_event("master.elected", node=self.ctx.name, master_id=self.id)
-        await self.load_registry()
         self.spawn(self.reregistration_deadline())
         self.allocate_now.set()
 
@@ -535,8 +537,11 @@ class Master:
 
     # ---- agents ---------------------------------------------------------------------
     def new_agent_id(self) -> str:
-        self.agent_seq += 1
-        return f"{self.id}-S{self.agent_seq - 1}"
+        while True:
+            self.agent_seq += 1
+            aid = f"{self.id}-S{self.agent_seq - 1}"
+            if aid not in self.agents and aid not in self.registry_agents:
+                return aid
 
     async def register_agent(self, body: dict[str, Any], reregister: bool) -> dict[str, Any]:
         if not self.leading:
