@@ -77,11 +77,13 @@ def one_run(state: Path) -> dict[str, float]:
                         "instances": 10,
                     },
                 ).raise_for_status()
-            wait(
-                lambda: sum(a["tasksRunning"] for a in c.get("/v2/apps").json()["apps"]) == 500,
-                300,
-                "500 tasks running",
-            )
+            def all_running() -> bool:
+                apps = c.get("/v2/apps").json()["apps"]
+                running = sum(a["tasksRunning"] for a in apps)
+                print(f"  {running}/500 running", file=sys.stderr, end="\r")
+                return running == 500
+
+            wait(all_running, 300, "500 tasks running")
             samples = []
             for _ in range(100):
                 t = time.perf_counter()
