@@ -1046,8 +1046,9 @@ class Marathon:
             inst.unreachable_since = None
             if inst.started_at is None:
                 inst.started_at = time.time()
+            # (also after a Marathon restart: reconciliation reports the running tasks)
+            self._start_health(inst)
             if previous != "TASK_RUNNING":
-                self._start_health(inst)
                 if inst.goal != "Running" and inst.kill_sent is None:
                     self.kill_instance(inst, decommission=False)
         elif state == "TASK_UNREACHABLE":
