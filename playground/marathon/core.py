@@ -57,18 +57,7 @@ CONDITIONS = {
     "TASK_UNKNOWN": "Unknown",
     SCHEDULED: "Scheduled",
 }
-REJECT_ORDER = (
-    "UnfulfilledRole",
-    "UnfulfilledConstraint",
-    "NoCorrespondingReservationFound",
-    "AgentMaintenance",
-    "InsufficientCpus",
-    "InsufficientMemory",
-    "InsufficientDisk",
-    "InsufficientGpus",
-    "InsufficientPorts",
-    "DeclinedScarceResources",
-)
+REJECT_ORDER = matching.REASON_FUNNEL
 #: Marathon's ``--decline_offer_duration`` (120 s), in real-cluster seconds.
 DECLINE_OFFER_SECONDS = 120.0
 #: Marathon's ``--task_launch_timeout`` 300 s, after which a task stuck in staging is killed.

@@ -19,6 +19,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from playground.marathon import appdef
+
 __all__ = [
     "affected_apps",
     "build_plan",
@@ -56,28 +58,11 @@ def canonical_path(path: str, base: str = "/") -> str:
     ``canonical_path("db", "/prod")`` is ``/prod/db``, ``"../db"`` goes one group up, ``"."`` is
     skipped; absolute paths only get ``.``/``..`` resolved.
     """
-    parts = [p for p in path.split("/") if p]
-    if not path.startswith("/"):
-        parts = [p for p in base.split("/") if p] + parts
-    out: list[str] = []
-    for p in parts:
-        if p == ".":
-            continue
-        if p == "..":
-            if out:
-                out.pop()
-            continue
-        out.append(p)
-    return "/" + "/".join(out)
-
-
-def _parent(app_id: str) -> str:
-    parts = [p for p in app_id.split("/") if p]
-    return "/" + "/".join(parts[:-1])
+    return appdef.canonical_id(path, base)
 
 
 def _dependencies(app_id: str, app: dict[str, Any]) -> list[str]:
-    return [canonical_path(str(d), _parent(app_id)) for d in app.get("dependencies") or []]
+    return [canonical_path(str(d), appdef.parent_of(app_id)) for d in app.get("dependencies") or []]
 
 
 def _sorted_json(items: Iterable[Any]) -> list[Any]:
