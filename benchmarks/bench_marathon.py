@@ -77,6 +77,7 @@ def one_run(state: Path) -> dict[str, float]:
                         "instances": 10,
                     },
                 ).raise_for_status()
+
             def all_running() -> bool:
                 apps = c.get("/v2/apps").json()["apps"]
                 running = sum(a["tasksRunning"] for a in apps)

@@ -574,11 +574,12 @@ class Api:
         if method == "GET":
             embeds = parse_embeds(request.query.getall("embed", []), ("app.", "apps."))
             embeds |= {"counts", "deployments", "tasks", "lastTaskFailure", "readiness"}
-            if aid not in self.m.apps:
-                prefix = aid.rstrip("/") + "/"
+            if aid.endswith("/*"):
+                # GET /v2/apps/prod/* lists every app below /prod, keyed "*"
+                prefix = aid[:-1]
                 nested = [a for a in sorted(self.m.apps) if a.startswith(prefix)]
-                if nested and aid != "/":
-                    return _json({"*": [self.app_json(self.m.apps[a], embeds) for a in nested]})
+                return _json({"*": [self.app_json(self.m.apps[a], embeds) for a in nested]})
+            if aid not in self.m.apps:
                 raise app_not_found(aid)
             return _json({"app": self.app_json(self.m.apps[aid], embeds)})
         if method == "PUT":
