@@ -1,7 +1,7 @@
 """The embedded Marathon's answers have the shapes of Marathon 1.10's RAML types.
 
 Writing a RAML validator is out of scope: the key sets of each type are written out by hand
-below from ``/work/shared/reference/marathon/raml/v2/types/*.raml`` (file named per type).
+below from ``tests/reference/marathon/raml/v2/types/*.raml`` (file named per type).
 For every JSON object the server sends we check that
 
 * every key is declared in the RAML type (no invented fields),
@@ -20,7 +20,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,10 +27,11 @@ import jsonschema
 import pytest
 
 from playground.backends import EmbeddedBackend
+from tests.support.reference import MARATHON as REFERENCE_MARATHON
 
 pytestmark = [pytest.mark.integration]
 
-REF = Path("/work/shared/reference/marathon")
+REF = REFERENCE_MARATHON
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 

@@ -1,6 +1,6 @@
 """Real Marathon app payloads go through the project's own app model unchanged.
 
-Sources (``/work/shared/reference/marathon``, see SOURCES.md): the app definitions of
+Sources (``tests/reference/marathon``, see SOURCES.md): the app definitions of
 Marathon's system tests (``app-examples/*.json``), one real serialized ``/v2/apps`` list
 (``app-examples/real-apps-list-155_100.json``, a benchmark mock) and the RAML request
 examples (``raml/v2/examples/apps_create.json``, ``group.json``, ``app.json``).
@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from playground.marathon import appdef, validation
+from tests.support.reference import MARATHON as REFERENCE_MARATHON
 
-REF = Path("/work/shared/reference/marathon")
+REF = REFERENCE_MARATHON
 EXAMPLES = REF / "app-examples"
 RAML_EXAMPLES = REF / "raml/v2/examples"
 

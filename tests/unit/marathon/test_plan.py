@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,9 @@ from playground.marathon.plan import (
     is_scale_change,
     needs_restart,
 )
+from tests.support.reference import MARATHON as REFERENCE_MARATHON
 
-REFERENCE = Path("/work/shared/reference/marathon/raml/v2/examples/deployment_steps.json")
+REFERENCE = REFERENCE_MARATHON / "raml/v2/examples/deployment_steps.json"
 
 
 def app(app_id: str, version: str = "v1", **kw: Any) -> dict[str, Any]:

@@ -26,8 +26,9 @@ from playground.marathon.validation import (
     validate_app_update,
     validate_group,
 )
+from tests.support.reference import MARATHON as REFERENCE_MARATHON
 
-REF = Path("/work/shared/reference/marathon")
+REF = REFERENCE_MARATHON
 EXAMPLES = REF / "app-examples"
 REAL_LIST = EXAMPLES / "real-apps-list-155_100.json"
 

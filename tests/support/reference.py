@@ -1,0 +1,13 @@
+"""Where the tests find the official API references they check the kit against.
+
+A copy of the references the tests read ships in ``tests/reference/`` so the tests run
+on any clean checkout: Marathon's app examples, RAML, JSON schema and event-bus page
+(sources in ``tests/reference/marathon/SOURCES.md``) and the Mesos endpoint pages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MARATHON = Path(__file__).resolve().parent.parent / "reference" / "marathon"
+MESOS_ENDPOINTS = Path(__file__).resolve().parent.parent / "reference" / "mesos" / "endpoints"
