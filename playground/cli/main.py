@@ -7,6 +7,7 @@ import click
 from playground import __version__
 from playground.cli import app as app_cmds
 from playground.cli import cluster as cluster_cmds
+from playground.cli import faults as fault_cmds
 from playground.cli.common import state_dir_option
 from playground.cli.doctor import doctor
 from playground.cli.task import task
@@ -36,6 +37,9 @@ for cmd in (
     app_cmds.app,
     app_cmds.deployment,
     app_cmds.queue,
+    fault_cmds.break_,
+    fault_cmds.faults,
+    fault_cmds.heal,
 ):
     main.add_command(cmd)
 

@@ -1,0 +1,318 @@
+"""The fault registry: faults broken into a cluster, and their reverts.
+
+Persisted in ``STATE/faults.json`` (``schema_version`` 1), written atomically under the
+state directory's lock::
+
+    {"schema_version": 1, "next_id": 4, "faults": [
+        {"id": "f-3", "kind": "crash", "target": "agent-1",
+         "started_at": "2026-01-01T10:00:00.000Z", "revert_at": null, "reverted_at": null}]}
+
+Reverted faults stay in the file (the history); :meth:`Faults.active` filters them out.
+Every break and revert also goes into the cluster's event timeline (``fault.started``,
+``fault.reverted``). There is no daemon yet: faults whose ``revert_at`` has passed are
+reverted by :meth:`Faults.revert_due`, which the ``break``, ``faults`` and ``heal``
+commands call first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from playground.backends.base import Backend, BackendError, NodeInfo
+from playground.cluster.statedir import StateDir, atomic_write
+
+SCHEMA_VERSION = 1
+KINDS = ("crash", "stop", "agent-restart")
+AGENT_ROLES = ("agent", "public-agent")
+#: Shorthands accepted wherever a node name is (besides a role with exactly one node).
+SHORTHANDS = ("leader",)
+
+
+class FaultError(BackendError):
+    """A fault cannot be broken or healed (unknown node or zone, unsupported fault)."""
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class Fault:
+    """One fault: what was done to which node, when, and when it is (or was) reverted."""
+
+    id: str
+    kind: str  # crash | stop | agent-restart
+    target: str  # node name
+    started_at: str  # wall clock, ISO 8601 UTC
+    revert_at: str | None = None
+    reverted_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.reverted_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Fault:
+        return cls(
+            id=str(d["id"]),
+            kind=str(d["kind"]),
+            target=str(d["target"]),
+            started_at=str(d["started_at"]),
+            revert_at=d.get("revert_at"),
+            reverted_at=d.get("reverted_at"),
+        )
+
+
+class Faults:
+    """Break and heal a cluster through its backend; remember what was broken.
+
+    Args:
+        backend: the cluster's backend (crash, stop, start, restart_agent_process).
+        state_dir: where ``faults.json`` lives; default the backend's ``state_dir``.
+        clock: wall-clock seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        state_dir: Path | str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        root = state_dir if state_dir is not None else getattr(backend, "state_dir", None)
+        if root is None:
+            raise FaultError(f"the {backend.name} backend has no state directory for faults")
+        self.state = StateDir(root)
+        self.clock = clock
+
+    @property
+    def path(self) -> Path:
+        return self.state.root / "faults.json"
+
+    # ---- persistence ------------------------------------------------------------------
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {"schema_version": SCHEMA_VERSION, "next_id": 1, "faults": []}
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FaultError(f"cannot read {self.path}: {exc}") from None
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise FaultError(
+                f"{self.path} has schema_version {data.get('schema_version')}; "
+                f"this kit reads {SCHEMA_VERSION}",
+                hint=f"remove {self.path} (the fault history) and heal nodes by name",
+            )
+        return data
+
+    def _save(self, data: dict[str, Any]) -> None:
+        data["schema_version"] = SCHEMA_VERSION
+        atomic_write(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
+
+    def all(self) -> list[Fault]:
+        """Every fault in the registry, reverted ones included, oldest first."""
+        return [Fault.from_dict(d) for d in self._load()["faults"]]
+
+    def active(self) -> list[Fault]:
+        """Faults not reverted yet, oldest first."""
+        return [f for f in self.all() if f.active]
+
+    def _add(self, kind: str, target: str, revert_at: float | None, reverted: bool) -> Fault:
+        now = self.clock()
+        with self.state.lock():
+            data = self._load()
+            fault = Fault(
+                id=f"f-{data['next_id']}",
+                kind=kind,
+                target=target,
+                started_at=_iso(now),
+                revert_at=_iso(revert_at) if revert_at is not None else None,
+                reverted_at=_iso(now) if reverted else None,
+            )
+            data["next_id"] += 1
+            data["faults"].append(fault.to_dict())
+            self._save(data)
+        self.state.record_event(
+            "fault.started", fault=fault.id, how=kind, target=target, revert_at=fault.revert_at
+        )
+        if reverted:
+            self.state.record_event("fault.reverted", fault=fault.id, how=kind, target=target)
+        return fault
+
+    def _mark_reverted(self, ids: set[str]) -> list[Fault]:
+        if not ids:
+            return []
+        now = _iso(self.clock())
+        done: list[Fault] = []
+        with self.state.lock():
+            data = self._load()
+            for d in data["faults"]:
+                if d["id"] in ids and d.get("reverted_at") is None:
+                    d["reverted_at"] = now
+                    done.append(Fault.from_dict(d))
+            self._save(data)
+        for f in done:
+            self.state.record_event("fault.reverted", fault=f.id, how=f.kind, target=f.target)
+        return done
+
+    # ---- names ----------------------------------------------------------------------
+    def leader(self, nodes: list[NodeInfo] | None = None) -> str:
+        """The leading master's node name (from the backend's ``master`` endpoint)."""
+        nodes = nodes if nodes is not None else self.backend.nodes()
+        url = self.backend.endpoints().get("master") or ""
+        hostport = url.split("://", 1)[-1].rstrip("/")
+        for n in nodes:
+            if n.role == "master" and hostport and n.address == hostport:
+                return n.name
+        raise FaultError(
+            "no leading master (quorum lost, or every master is down)",
+            hint="see `playground status`; `playground heal --all` starts the masters again",
+        )
+
+    def resolve(self, name: str, nodes: list[NodeInfo] | None = None) -> NodeInfo:
+        """A node by name or shorthand: ``leader``, or a role with one node (``marathon``)."""
+        nodes = nodes if nodes is not None else self.backend.nodes()
+        if name == "leader":
+            name = self.leader(nodes)
+        for n in nodes:
+            if n.name == name:
+                return n
+        single = [n for n in nodes if n.role == name]
+        if len(single) == 1:
+            return single[0]
+        hint = "valid nodes: " + ", ".join(n.name for n in nodes) + "; shorthands: leader"
+        roles = sorted({n.role for n in nodes if sum(m.role == n.role for m in nodes) == 1})
+        if roles:
+            hint += ", " + ", ".join(roles)
+        raise FaultError(f"unknown node {name!r}", hint=hint)
+
+    # ---- breaking -------------------------------------------------------------------
+    def break_node(self, node: str, how: str = "crash", for_seconds: float | None = None) -> Fault:
+        """Break one node; an active fault of the same kind on it is returned unchanged."""
+        self.revert_due()
+        return self._break(self.resolve(node), how, for_seconds)
+
+    def _break(self, info: NodeInfo, how: str, for_seconds: float | None) -> Fault:
+        if how not in KINDS:
+            raise FaultError(
+                f"unknown fault {how!r}",
+                hint="valid faults: " + ", ".join(KINDS) + " (partition is not there yet)",
+            )
+        if for_seconds is not None and for_seconds <= 0:
+            raise FaultError(f"--for must be positive, not {for_seconds:g}")
+        active = [f for f in self.active() if f.target == info.name]
+        for f in active:
+            if f.kind == how:
+                return f
+        if how == "agent-restart":
+            if info.role not in AGENT_ROLES:
+                raise FaultError(
+                    f"agent-restart applies to agents; {info.name} is a {info.role}",
+                    hint="use --how crash or --how stop",
+                )
+            if for_seconds is not None:
+                raise FaultError(
+                    "agent-restart reverts itself at once; --for does not apply",
+                    hint="use --how crash or --how stop with --for",
+                )
+            if active or info.state != "running":
+                raise FaultError(
+                    f"{info.name} is not running, so its agent process cannot restart",
+                    hint=f"`playground heal {info.name}` first",
+                )
+            self.backend.restart_agent_process(info.name)
+            return self._add(how, info.name, None, reverted=True)
+        if how == "crash":
+            self.backend.crash(info.name)
+        else:
+            self.backend.stop(info.name)
+        revert_at = self.clock() + for_seconds if for_seconds is not None else None
+        return self._add(how, info.name, revert_at, reverted=False)
+
+    def break_zone(
+        self, zone: str, how: str = "crash", for_seconds: float | None = None
+    ) -> list[Fault]:
+        """Break every agent of a zone (a zone outage)."""
+        self.revert_due()
+        nodes = self.backend.nodes()
+        agents = [n for n in nodes if n.role in AGENT_ROLES and n.zone == zone]
+        if not agents:
+            zones = sorted({n.zone for n in nodes if n.role in AGENT_ROLES and n.zone})
+            raise FaultError(
+                f"no agents in zone {zone!r}", hint="zones with agents: " + ", ".join(zones)
+            )
+        return [self._break(n, how, for_seconds) for n in agents]
+
+    def break_leader(self, for_seconds: float | None = None) -> Fault:
+        """Crash the leading master."""
+        self.revert_due()
+        nodes = self.backend.nodes()
+        return self._break(self.resolve(self.leader(nodes), nodes), "crash", for_seconds)
+
+    def quorum(self, nodes: list[NodeInfo]) -> int:
+        """The masters' quorum: the topology's, else a majority of the masters."""
+        cluster = getattr(self.backend, "cluster", None)
+        try:
+            return int(cluster.topology().quorum)  # type: ignore[union-attr]
+        except Exception:
+            return sum(n.role == "master" for n in nodes) // 2 + 1
+
+    def break_quorum(self, for_seconds: float | None = None) -> list[Fault]:
+        """Crash masters (the leader first) until fewer than a quorum run."""
+        self.revert_due()
+        nodes = self.backend.nodes()
+        quorum = self.quorum(nodes)
+        running = [n for n in nodes if n.role == "master" and n.state == "running"]
+        try:
+            lead = self.leader(nodes)
+        except FaultError:
+            lead = None
+        running.sort(key=lambda n: n.name != lead)
+        out: list[Fault] = []
+        while len(running) >= quorum and running:
+            out.append(self._break(running.pop(0), "crash", for_seconds))
+        return out
+
+    # ---- healing --------------------------------------------------------------------
+    def heal(self, node: str | None = None) -> list[Fault]:
+        """Start the nodes of active faults again with their disks; mark the faults reverted.
+
+        With ``node``, only that node (a node that is down without a recorded fault is
+        started too). Nodes start in topology order (coordinator, masters, agents, Marathon).
+        """
+        nodes = self.backend.nodes()
+        if node is None:
+            return self._revert(self.active(), nodes)
+        info = self.resolve(node, nodes)
+        faults = [f for f in self.active() if f.target == info.name]
+        if not faults and info.state != "running":
+            self.backend.start(info.name)
+        return self._revert(faults, nodes)
+
+    def revert_due(self) -> list[Fault]:
+        """Revert the faults whose ``revert_at`` has passed."""
+        now = self.clock()
+        due = [f for f in self.active() if f.revert_at is not None and _epoch(f.revert_at) <= now]
+        if not due:
+            return []
+        return self._revert(due, self.backend.nodes())
+
+    def _revert(self, faults: list[Fault], nodes: list[NodeInfo]) -> list[Fault]:
+        order = {n.name: i for i, n in enumerate(nodes)}
+        targets = sorted({f.target for f in faults}, key=lambda t: order.get(t, len(order)))
+        for target in targets:
+            self.backend.start(target)
+        return self._mark_reverted({f.id for f in faults})

@@ -1,0 +1,122 @@
+"""`playground break|faults|heal` as a user runs them, against a real cluster."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_cli import as_json, run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A ``default`` cluster started with the CLI, shared by this module's tests."""
+    root = tmp_path_factory.mktemp("faults") / "state"
+    run("up", "--time-scale", "20", "--state-dir", str(root))
+    try:
+        yield root
+    finally:
+        run("destroy", "--yes", "--state-dir", str(root), check=None)
+
+
+def pg(state: Path, *args: str, check: int | None = 0) -> Any:
+    cp = run(*args, "--state-dir", str(state), check=check)
+    return as_json(cp) if "--json" in args else cp
+
+
+def node(st: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(n for n in st["nodes"] if n["name"] == name)
+
+
+def wait_for(state: Path, ok: Any, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = pg(state, "status", "--json")
+        if ok(st):
+            return st
+        assert time.monotonic() < deadline, f"not reached in {timeout}s: {st}"
+        time.sleep(0.2)
+
+
+def healthy(st: dict[str, Any]) -> bool:
+    return st["leader"] is not None and all(
+        n["state"] == "running" and n.get("registered", True) for n in st["nodes"]
+    )
+
+
+def test_typos_are_errors(state: Path) -> None:
+    """An unknown node exits 1 naming the valid ones; bad usage exits 2; nothing breaks."""
+    cp = pg(state, "break", "nonexistent", check=1)
+    assert "error: unknown node 'nonexistent'" in cp.stderr
+    assert "agent-1" in cp.stderr and "marathon-1" in cp.stderr and "leader" in cp.stderr
+    assert (
+        "Invalid value for '--how'"
+        in pg(state, "break", "agent-1", "--how", "nope", check=2).stderr
+    )
+    assert "exactly one of" in pg(state, "break", check=2).stderr
+    assert "exactly one of" in pg(state, "break", "agent-1", "--leader", check=2).stderr
+    assert "NODE or --all" in pg(state, "heal", check=2).stderr
+    cp = pg(state, "break", "master-1", "--how", "agent-restart", check=1)
+    assert "agent-restart applies to agents" in cp.stderr
+    assert pg(state, "faults", "--json") == []
+
+
+def test_crash_an_agent_and_heal_it(state: Path) -> None:
+    """A crashed agent shows in status and faults; heal starts it and it re-registers."""
+    f = pg(state, "break", "agent-2", "--json")
+    assert f["id"].startswith("f-") and (f["kind"], f["target"]) == ("crash", "agent-2")
+    st = pg(state, "status", "--json")
+    assert node(st, "agent-2")["state"] == "crashed"
+    listed = pg(state, "faults", "--json")
+    assert [(x["id"], x["kind"], x["target"], x["reverted_at"]) for x in listed] == [
+        (f["id"], "crash", "agent-2", None)
+    ]
+    # Again: idempotent, the same fault.
+    assert pg(state, "break", "agent-2", "--json") == f
+    assert "agent-2" in pg(state, "faults").stdout
+    healed = pg(state, "heal", "agent-2", "--json")
+    assert [x["id"] for x in healed] == [f["id"]] and healed[0]["reverted_at"]
+    assert node(pg(state, "status", "--json"), "agent-2")["state"] == "running"
+    wait_for(state, lambda st: node(st, "agent-2")["registered"])
+    assert pg(state, "faults", "--json") == []
+    events = (state / "events.jsonl").read_text()
+    assert '"fault.started"' in events and '"fault.reverted"' in events
+
+
+def test_agent_restart_keeps_the_node_running(state: Path) -> None:
+    """agent-restart restarts only the agent process; the node runs afterwards, no fault stays."""
+    agent_id = node(pg(state, "status", "--json"), "agent-1")["agent_id"]
+    f = pg(state, "break", "agent-1", "--how", "agent-restart", "--json")
+    assert f["kind"] == "agent-restart" and f["reverted_at"] is not None
+    assert node(pg(state, "status", "--json"), "agent-1")["state"] == "running"
+    assert pg(state, "faults", "--json") == []
+    st = wait_for(state, lambda st: node(st, "agent-1")["registered"])
+    assert node(st, "agent-1")["agent_id"] == agent_id  # recovered, not a new agent
+
+
+def test_break_leader_then_heal_all(state: Path) -> None:
+    """--leader crashes master-1 (the only master); heal --all brings the cluster back."""
+    f = pg(state, "break", "--leader", "--json")
+    assert (f["kind"], f["target"]) == ("crash", "master-1")
+    st = pg(state, "status", "--json")
+    assert node(st, "master-1")["state"] == "crashed" and st["leader"] is None
+    healed = pg(state, "heal", "--all", "--json")
+    assert [x["target"] for x in healed] == ["master-1"]
+    wait_for(state, healthy)
+    assert "no active faults" in pg(state, "faults").stdout
+
+
+def test_break_for_reverts_when_due(state: Path) -> None:
+    """A fault with --for is reverted by the next `faults` after its time has passed."""
+    f = pg(state, "break", "marathon", "--how", "stop", "--for", "0.5", "--json")
+    assert (f["kind"], f["target"]) == ("stop", "marathon-1") and f["revert_at"]
+    assert node(pg(state, "status", "--json"), "marathon-1")["state"] == "stopped"
+    time.sleep(0.6)
+    assert pg(state, "faults", "--json") == []
+    assert node(pg(state, "status", "--json"), "marathon-1")["state"] == "running"
