@@ -9,7 +9,7 @@ state directory's lock::
 
 Reverted faults stay in the file (the history); :meth:`Faults.active` filters them out.
 Every break and revert also goes into the cluster's event timeline (``fault.started``,
-``fault.reverted``). There is no daemon yet: faults whose ``revert_at`` has passed are
+``fault.reverted``; a rebuild is ``fault.rebuilt``). There is no daemon yet: faults whose ``revert_at`` has passed are
 reverted by :meth:`Faults.revert_due`, which the ``break``, ``faults`` and ``heal``
 commands call first.
 """
@@ -17,12 +17,15 @@ commands call first.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from playground.backends.base import Backend, BackendError, NodeInfo
 from playground.cluster.statedir import StateDir, atomic_write
@@ -74,6 +77,21 @@ class Fault:
             revert_at=d.get("revert_at"),
             reverted_at=d.get("reverted_at"),
         )
+
+
+@dataclass
+class Rebuild:
+    """What :meth:`Faults.rebuild` did to a node."""
+
+    node: str
+    keep_disk: bool
+    crashed: bool  # the node was running and got SIGKILL first
+    old_agent_id: str | None  # agents: the id before the rebuild
+    agent_id: str | None  # agents: the id it registered with afterwards (None: not yet)
+    reverted: list[str]  # ids of the node's active faults, now healed
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Faults:
@@ -316,3 +334,110 @@ class Faults:
         for target in targets:
             self.backend.start(target)
         return self._mark_reverted({f.id for f in faults})
+
+    # ---- rebuilding -----------------------------------------------------------------
+    def rebuild(self, node: str, keep_disk: bool = False, wait: float = 20.0) -> Rebuild:
+        """Bring a node back under the same name and address with one call.
+
+        The node is crashed first if it runs. With ``keep_disk`` it starts again with its
+        work directory: the same machine returning (an agent recovers with its agent id;
+        tasks that died with the crash are reported lost). Without it, only agents: a
+        replaced machine with a clean disk -- the old agent id is marked gone on the
+        leading master (v1 ``MARK_AGENT_GONE``, so it can never re-register), the node's
+        work directory is deleted and the agent registers with a new id. Masters, the
+        coordinator and Marathon keep cluster state on their disks and are refused
+        without ``keep_disk``. Active faults of the node are marked reverted. ``wait``:
+        seconds to wait for an agent to register afterwards (0: do not wait).
+        """
+        self.revert_due()
+        nodes = self.backend.nodes()
+        info = self.resolve(node, nodes)
+        is_agent = info.role in AGENT_ROLES
+        if not keep_disk and not is_agent:
+            raise FaultError(
+                f"a clean-disk rebuild applies to agents; {info.name} is a {info.role} "
+                "whose disk holds cluster state",
+                hint=f"`playground rebuild {info.name} --keep-disk` restarts it with its disk",
+            )
+        master = None
+        if is_agent and not keep_disk:
+            master = (self.backend.endpoints().get("master") or "").rstrip("/")
+            if not master:
+                raise FaultError(
+                    "no leading master to mark the old agent gone",
+                    hint="`playground heal --all` first (quorum lost, or every master is down)",
+                )
+        old_id = self._agent_id(info, master) if is_agent else None
+        crashed = info.state == "running"
+        if crashed:
+            self.backend.crash(info.name)
+        if master is not None:
+            if old_id is not None:
+                self._mark_gone(master, old_id)
+            work = (self.state.node_dir(info.name) / "work").resolve()
+            if self.state.root.resolve() not in work.parents:
+                raise FaultError(f"{work} is outside the state directory; not deleting it")
+            shutil.rmtree(work, ignore_errors=True)
+        self.backend.start(info.name)
+        reverted = self._mark_reverted({f.id for f in self.active() if f.target == info.name})
+        new_id = self._wait_registered(info, old_id, keep_disk, wait) if is_agent else None
+        result = Rebuild(
+            info.name, keep_disk, crashed, old_id, new_id, sorted(f.id for f in reverted)
+        )
+        self.state.record_event(
+            "fault.rebuilt",
+            target=info.name,
+            keep_disk=keep_disk,
+            old_agent_id=old_id,
+            agent_id=new_id,
+            reverted=result.reverted,
+        )
+        return result
+
+    def _agent_id(self, info: NodeInfo, master: str | None) -> str | None:
+        """An agent's id: from its checkpoint in its work dir, else from the master."""
+        meta = self.state.node_dir(info.name) / "work" / "meta" / "agent.json"
+        try:
+            aid = json.loads(meta.read_text()).get("agent_id")
+        except (OSError, ValueError):
+            aid = None
+        if aid:
+            return str(aid)
+        return self._registered_id(info, master) if master else None
+
+    def _registered_id(self, info: NodeInfo, master: str) -> str | None:
+        """The id of the agent the master lists at the node's address, if any."""
+        try:
+            slaves = httpx.get(f"{master}/master/slaves", timeout=5).json()["slaves"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+        for s in slaves:
+            if str(s.get("pid", "")).split("@", 1)[-1] == info.address:
+                return str(s["id"])
+        return None
+
+    def _mark_gone(self, master: str, agent_id: str) -> None:
+        call = {"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": agent_id}}}
+        try:
+            r = httpx.post(f"{master}/api/v1", json=call, timeout=10)
+        except httpx.HTTPError as exc:
+            raise FaultError(f"MARK_AGENT_GONE for {agent_id} failed: {exc}") from None
+        if r.status_code == 404:
+            return  # never admitted: nothing to mark
+        if r.status_code != 200:
+            raise FaultError(
+                f"MARK_AGENT_GONE for {agent_id} failed: {r.status_code} {r.text.strip()}"
+            )
+
+    def _wait_registered(
+        self, info: NodeInfo, old_id: str | None, keep_disk: bool, wait: float
+    ) -> str | None:
+        deadline = time.monotonic() + wait
+        while True:
+            master = (self.backend.endpoints().get("master") or "").rstrip("/")
+            aid = self._registered_id(info, master) if master else None
+            if aid is not None and (keep_disk or aid != old_id):
+                return aid
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.2)

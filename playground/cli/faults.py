@@ -1,11 +1,11 @@
-"""``playground break|faults|heal``: faults from the CLI (see ``playground.chaos.faults``)."""
+"""``playground break|faults|heal|rebuild``: faults from the CLI (see ``playground.chaos.faults``)."""
 
 from __future__ import annotations
 
 import click
 
 from playground.backends import EmbeddedBackend
-from playground.chaos.faults import KINDS, Fault, Faults
+from playground.chaos.faults import AGENT_ROLES, KINDS, Fault, Faults
 from playground.cli.common import emit_json, handle_errors, json_option, state_dir, state_dir_option
 from playground.cluster.statedir import StateDir
 
@@ -154,3 +154,40 @@ def heal(node: str | None, everything: bool, as_json: bool) -> None:
         click.echo("nothing to heal" if everything else f"no active fault on {node}; it runs")
     for f in reverted:
         click.echo(f"reverted {f.id} ({f.kind} {f.target})")
+
+
+@click.command()
+@click.argument("node")
+@click.option(
+    "--keep-disk",
+    is_flag=True,
+    help="Start the node again with its disk: the same machine returning (agent recovery, "
+    "same agent id). Without it an agent comes back as a replaced machine with a clean disk.",
+)
+@json_option
+@state_dir_option
+@handle_errors
+def rebuild(node: str, keep_disk: bool, as_json: bool) -> None:
+    """Bring NODE back under the same name and address (crashing it first if it runs).
+
+    By default (agents only) as a replaced machine: its work directory is deleted, its old
+    agent id is marked gone on the leading master (MARK_AGENT_GONE; it can never
+    re-register) and it registers with a new agent id. With --keep-disk any node restarts
+    with its disk. Active faults of NODE are healed.
+    """
+    reg = _faults()
+    _say_reverted(reg.revert_due())
+    result = reg.rebuild(node, keep_disk=keep_disk)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    how = "with its disk" if keep_disk else "with a clean disk"
+    click.echo(f"rebuilt {result.node} {how}")
+    if result.old_agent_id and not keep_disk:
+        click.echo(f"old agent id {result.old_agent_id} is marked gone")
+    if result.agent_id:
+        click.echo(f"agent id {result.agent_id}")
+    elif reg.resolve(result.node).role in AGENT_ROLES:
+        click.echo("the agent has not registered yet; see `playground status`")
+    for fid in result.reverted:
+        click.echo(f"reverted {fid}")

@@ -40,6 +40,7 @@ for cmd in (
     fault_cmds.break_,
     fault_cmds.faults,
     fault_cmds.heal,
+    fault_cmds.rebuild,
 ):
     main.add_command(cmd)
 

@@ -744,6 +744,10 @@ class Agent:
     async def shutdown_all_tasks(self) -> None:
         await asyncio.gather(*(self.kill_task(r, 0) for r in list(self.runs.values())))
 
+    async def _shutdown(self) -> None:
+        await self.shutdown_all_tasks()
+        self.ctx.stop.set()
+
     # ---- memory limits --------------------------------------------------------------
     async def monitor_loop(self) -> None:
         while not self.ctx.stop.is_set():
@@ -791,6 +795,14 @@ class Agent:
             return web.Response(status=202)
         if name == "StatusUpdateAcknowledgementMessage":
             self.acknowledge(body)
+            return web.Response(status=202)
+        if name == "ShutdownMessage":
+            # The master removed this agent for good (MARK_AGENT_GONE): end every task, exit.
+            log.error("the master shut this agent down: %s", (body or {}).get("message"))
+            self.ctx.state.record_event(
+                "agent.shutdown", node=self.ctx.name, agent_id=self.agent_id
+            )
+            self.spawn(self._shutdown())
             return web.Response(status=202)
         if name == "ShutdownFrameworkMessage":
             fid = body["framework_id"]["value"]

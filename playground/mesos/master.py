@@ -1416,6 +1416,48 @@ class Master:
         self.broadcast({"type": "FAILURE", "failure": {"agent_id": {"value": agent.id}}})
         self.spawn(self.save_registry())
 
+    async def mark_agent_gone(self, aid: str) -> CallError | None:
+        """The v1 MARK_AGENT_GONE call: the agent never comes back (idempotent).
+
+        The agent is removed and remembered as gone in the registry (so it can never
+        re-register); its tasks become TASK_GONE_BY_OPERATOR (TASK_LOST for frameworks
+        that are not partition-aware) and the agent, if it still answers, is shut down.
+        An agent id the master never admitted is an error (404).
+        """
+        if aid in self.gone:
+            return None
+        agent = self.agents.get(aid)
+        if agent is None and aid not in self.registry_agents and aid not in self.unreachable:
+            return CallError(404, f"Agent {aid} not found")
+        now = time.time()
+        self.counters["slave_removals"] += 1
+        if agent is not None:
+            self.rescind_agent_offers(agent)
+            del self.agents[aid]
+        hostname = agent.hostname if agent is not None else None
+        self.registry_agents.pop(aid, None)
+        self.unreachable.pop(aid, None)
+        self.gone[aid] = now
+        await self.save_registry()
+        log.warning("agent %s (%s) is marked gone by the operator", aid, hostname)
+        self.ctx.state.record_event("agent.gone", agent_id=aid, hostname=hostname)
+        for fw in self.frameworks.values():
+            for task in list(fw.tasks.values()):
+                if task.agent_id != aid or C.is_terminal(task.state):
+                    continue
+                self.master_update(
+                    fw,
+                    task,
+                    "TASK_GONE_BY_OPERATOR" if fw.partition_aware else "TASK_LOST",
+                    "REASON_SLAVE_REMOVED_BY_OPERATOR",
+                    "Agent has been marked gone",
+                )
+        self.broadcast({"type": "FAILURE", "failure": {"agent_id": {"value": aid}}})
+        if agent is not None:
+            self.spawn(self.send_agent(agent, "ShutdownMessage", {"message": "Agent is gone"}))
+        self.allocate_now.set()
+        return None
+
     # ---- HTTP: read-only endpoints ----------------------------------------------------
     def leader_required(self, request: web.Request) -> web.Response | None:
         if self.leading:
@@ -1710,6 +1752,18 @@ class Master:
             return json_response({"type": kind, "get_frameworks": self.v1_frameworks()})
         if kind == "GET_EXECUTORS":
             return json_response({"type": kind, "get_executors": {"executors": []}})
+        if kind == "MARK_AGENT_GONE":
+            aid = ((call.get("mark_agent_gone") or {}).get("agent_id") or {}).get("value")
+            if not isinstance(aid, str) or not aid:
+                return web.Response(
+                    status=400,
+                    text="Failed to validate master::Call: "
+                    "Expecting 'mark_agent_gone.agent_id' to be present",
+                )
+            err = await self.mark_agent_gone(aid)
+            if err is not None:
+                return web.Response(status=err.status, text=err.message)
+            return web.Response(status=200)
         return web.Response(
             status=400,
             text=f"Failed to validate master::Call: call type {kind} is not supported by this cluster",

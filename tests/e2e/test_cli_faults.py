@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.test_cli import as_json, run
@@ -120,3 +121,40 @@ def test_break_for_reverts_when_due(state: Path) -> None:
     time.sleep(0.6)
     assert pg(state, "faults", "--json") == []
     assert node(pg(state, "status", "--json"), "marathon-1")["state"] == "running"
+
+
+def test_rebuild_agent_with_a_clean_disk_gets_a_new_id(state: Path) -> None:
+    """rebuild agent-2: same name and address, a new agent id; the old id is refused for good."""
+    before = node(wait_for(state, lambda st: node(st, "agent-2")["registered"]), "agent-2")
+    r = pg(state, "rebuild", "agent-2", "--json")
+    assert (r["node"], r["keep_disk"], r["crashed"]) == ("agent-2", False, True)
+    assert r["old_agent_id"] == before["agent_id"] and r["agent_id"] not in (
+        None,
+        r["old_agent_id"],
+    )
+    st = wait_for(state, lambda st: node(st, "agent-2")["registered"])
+    after = node(st, "agent-2")
+    assert (after["agent_id"], after["address"]) == (r["agent_id"], before["address"])
+    master = st["endpoints"]["master"].rstrip("/")
+    back = httpx.post(
+        f"{master}/master/mesos.internal.ReregisterSlaveMessage",
+        json={
+            "agent_info": {"id": {"value": r["old_agent_id"]}, "hostname": "x"},
+            "pid": f"slave(1)@{before['address']}",
+            "url": f"http://{before['address']}",
+        },
+        timeout=5,
+    )
+    assert back.status_code == 403 and "gone" in back.text
+    assert '"fault.rebuilt"' in (state / "events.jsonl").read_text()
+    cp = pg(state, "rebuild", "master-1", check=1)
+    assert "applies to agents" in cp.stderr and "--keep-disk" in cp.stderr
+
+
+def test_rebuild_agent_keeping_its_disk_keeps_its_id(state: Path) -> None:
+    """rebuild agent-1 --keep-disk: the same machine returns and recovers its agent id."""
+    before = node(wait_for(state, lambda st: node(st, "agent-1")["registered"]), "agent-1")
+    out = pg(state, "rebuild", "agent-1", "--keep-disk").stdout
+    assert "rebuilt agent-1 with its disk" in out
+    st = wait_for(state, lambda st: node(st, "agent-1")["registered"])
+    assert node(st, "agent-1")["agent_id"] == before["agent_id"]
