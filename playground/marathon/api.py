@@ -21,7 +21,14 @@ from aiohttp import web
 
 from playground.marathon import appdef, validation
 from playground.marathon.appdef import timestamp
-from playground.marathon.core import SCHEDULED, ApiError, Instance, Marathon, app_not_found
+from playground.marathon.core import (
+    SCHEDULED,
+    ApiError,
+    Instance,
+    Marathon,
+    app_locked,
+    app_not_found,
+)
 
 log = logging.getLogger("playground.marathon.api")
 
@@ -269,7 +276,14 @@ class Api:
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     # ---- rendering --------------------------------------------------------------------
-    def task_json(self, inst: Instance, app: dict[str, Any] | None) -> dict[str, Any]:
+    def task_json(
+        self,
+        inst: Instance,
+        app: dict[str, Any] | None,
+        service_ports: list[int] | None = None,
+    ) -> dict[str, Any]:
+        if service_ports is None:
+            service_ports = appdef.service_ports(app) if app else []
         out: dict[str, Any] = {
             "appId": inst.app_id,
             "host": inst.hostname or "",
@@ -278,7 +292,7 @@ class Api:
             if inst.host_ip
             else [],
             "ports": list(inst.ports),
-            "servicePorts": appdef.service_ports(app) if app else [],
+            "servicePorts": service_ports,
             "slaveId": inst.agent_id or "",
             "state": inst.state,
             "stagedAt": timestamp(inst.staged_at or inst.since),
@@ -382,7 +396,8 @@ class Api:
                 r for d in self.m.locking_deployments({app["id"]}) for r in d.readiness.values()
             ]
         if "tasks" in embeds:
-            out["tasks"] = [self.task_json(i, app) for i in self.tasks_of(app["id"])]
+            ports = appdef.service_ports(app)  # once per app, not per task
+            out["tasks"] = [self.task_json(i, app, ports) for i in self.tasks_of(app["id"])]
         if "lastTaskFailure" in embeds and app["id"] in self.m.failures:
             out["lastTaskFailure"] = self.m.failures[app["id"]]
         if "taskStats" in embeds:
@@ -424,10 +439,6 @@ class Api:
             if label and not _label_matches(app.get("labels") or {}, label):
                 continue
             apps.append(self.app_json(app, embeds))
-
-    async def _read_app_body(self, request: web.Request) -> Any:
-        body = await self.body(request)
-        return body
 
     def _checked_full(
         self, raw: Any, path_id: str | None = None, prefix: str = ""
@@ -615,9 +626,7 @@ class Api:
         app = self.m.app(aid)
         return _json({"tasks": [self.task_json(i, app) for i in self.tasks_of(aid)]})
 
-    def _kill(
-        self, request: web.Request, insts: list[Instance], *, app_id: str | None = None
-    ) -> web.Response:
+    def _kill(self, request: web.Request, insts: list[Instance]) -> web.Response:
         scale = _flag(request, "scale")
         wipe = _flag(request, "wipe")
         force = _flag(request, "force")
@@ -627,13 +636,7 @@ class Api:
         if scale:
             locked = self.m.locking_deployments(affected)
             if locked and not force:
-                raise ApiError(
-                    409,
-                    {
-                        "message": "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
-                        "deployments": [{"id": d.id} for d in locked],
-                    },
-                )
+                raise app_locked(locked)
             target = dict(self.m.apps)
             for aid in affected:
                 n = sum(1 for i in insts if i.app_id == aid)
@@ -648,8 +651,6 @@ class Api:
         rendered = [self.task_json(i, self.m.apps.get(i.app_id)) for i in insts]
         for inst in insts:
             self.m.kill_instance(inst, decommission=wipe)
-        if app_id is None:
-            return _json({"tasks": rendered})
         return _json({"tasks": rendered})
 
     async def kill_app_tasks(self, request: web.Request, aid: str) -> web.Response:
@@ -660,7 +661,7 @@ class Api:
             for i in self.tasks_of(aid)
             if not i.terminal and (host is None or host in (i.hostname, i.host_ip))
         ]
-        return self._kill(request, insts, app_id=aid)
+        return self._kill(request, insts)
 
     def _find_task(self, task_id: str) -> Instance | None:
         split = appdef.split_task_id(task_id)
@@ -680,7 +681,7 @@ class Api:
             return _json({"task": self.task_json(inst, app)})
         if request.method != "DELETE":
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "DELETE"])
-        resp = self._kill(request, [inst], app_id=aid)
+        resp = self._kill(request, [inst])
         if _flag(request, "scale"):
             return resp
         return _json({"task": self.task_json(inst, app)})

@@ -83,6 +83,16 @@ def app_not_found(app_id: str) -> ApiError:
     return ApiError(404, {"message": f"App '{app_id}' does not exist"})
 
 
+def app_locked(locked: list[Deployment]) -> ApiError:
+    return ApiError(
+        409,
+        {
+            "message": "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
+            "deployments": [{"id": d.id} for d in locked],
+        },
+    )
+
+
 @dataclass
 class Instance:
     instance_id: str
@@ -221,6 +231,7 @@ class Marathon:
         self.clock = appdef.VersionClock()
         self.root_version = self.clock.next()
         self.suppressed = False
+        self._revive_pending = False
         self.launch_tokens = LAUNCH_TOKENS
         self.tokens_refilled = time.monotonic()
         self.started_at = time.time()
@@ -415,13 +426,7 @@ class Marathon:
             return noop
         locked = self.locking_deployments(affected)
         if locked and not force:
-            raise ApiError(
-                409,
-                {
-                    "message": "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
-                    "deployments": [{"id": d.id} for d in locked],
-                },
-            )
+            raise app_locked(locked)
         for d in locked:
             self.cancel_deployment(d)
         taken: set[int] = set()
@@ -578,6 +583,14 @@ class Marathon:
     def _active(self, app_id: str) -> list[Instance]:
         return [i for i in self.app_instances(app_id) if i.goal == "Running" and not i.inactive]
 
+    def _dying(self, app_id: str) -> list[Instance]:
+        """Instances being killed that still run (they hold capacity until they are gone)."""
+        return [
+            i
+            for i in self.app_instances(app_id)
+            if i.goal != "Running" and i.launched and not i.terminal
+        ]
+
     def _scale_tick(self, app: dict[str, Any]) -> bool:
         n = int(app["instances"])
         active = self._active(app["id"])
@@ -612,11 +625,7 @@ class Marathon:
                 break
             kill.append(i)
             can_kill -= 1
-        dying = [
-            i
-            for i in self.app_instances(app["id"])
-            if i.goal != "Running" and i.launched and not i.terminal
-        ]
+        dying = self._dying(app["id"])
         if (
             not kill
             and old
@@ -630,11 +639,7 @@ class Marathon:
             self.kill_instance(i, decommission=True)
         old = [i for i in old if i not in kill]
         # Killed instances hold their capacity until they are gone (TaskReplaceActor).
-        dying = [
-            i
-            for i in self.app_instances(app["id"])
-            if i.goal != "Running" and i.launched and not i.terminal
-        ]
+        dying = self._dying(app["id"])
         while len(old) + len(new) + len(dying) < max_capacity and len(new) < n:
             new.append(self.schedule_instance(app))
         gone = [i for i in self.app_instances(app["id"]) if i.goal != "Running"]
@@ -742,7 +747,7 @@ class Marathon:
         if self.suppressed:
             self.suppressed = False
             self.spawn(self.driver.revive())
-        elif not getattr(self, "_revive_pending", False):
+        elif not self._revive_pending:
             self._revive_pending = True
 
             async def revive() -> None:

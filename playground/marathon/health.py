@@ -226,13 +226,18 @@ async def _http_get(
         return resp.status, resp.reason, resp.headers.get("Content-Type"), body
 
 
+def _check_url(check: dict[str, Any], host: str, port: int) -> str:
+    """The URL an HTTP(S) or MESOS_HTTP(S) check asks for (path "/" when none is set)."""
+    scheme = "https" if check["protocol"] in ("HTTPS", "MESOS_HTTPS") else "http"
+    raw_path = check.get("path") or ""
+    path = raw_path if raw_path.startswith("/") else f"/{raw_path}"
+    return f"{scheme}://{_url_host(host)}:{port}{path}"
+
+
 async def _probe_marathon_http(
     check: dict[str, Any], host: str, port: int, timeout: float
 ) -> tuple[bool, str | None]:
-    scheme = "https" if check["protocol"] == "HTTPS" else "http"
-    raw_path = check.get("path") or ""
-    path = raw_path if raw_path.startswith("/") else f"/{raw_path}"
-    url = f"{scheme}://{_url_host(host)}:{port}{path}"
+    url = _check_url(check, host, port)
     seconds = check.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
     try:
         status, reason, _, _ = await _http_get(url, timeout, read_body=False)
@@ -267,10 +272,7 @@ def classify_http_status(
 async def _probe_mesos_http(
     check: dict[str, Any], host: str, port: int, timeout: float
 ) -> tuple[bool, str | None]:
-    scheme = "https" if check["protocol"] == "MESOS_HTTPS" else "http"
-    raw_path = check.get("path") or ""
-    path = raw_path if raw_path.startswith("/") else f"/{raw_path}"
-    url = f"{scheme}://{_url_host(host)}:{port}{path}"
+    url = _check_url(check, host, port)
     seconds = check.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
     try:
         status, _, _, _ = await _http_get(url, timeout, read_body=False)

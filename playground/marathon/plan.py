@@ -33,21 +33,9 @@ __all__ = [
 
 Action = dict[str, str]
 
-# Status fields of the app JSON: never part of the definition.
-_RUNTIME_KEYS = frozenset(
-    {
-        "tasks",
-        "tasksStaged",
-        "tasksRunning",
-        "tasksHealthy",
-        "tasksUnhealthy",
-        "deployments",
-        "readinessCheckResults",
-        "lastTaskFailure",
-        "taskStats",
-    }
-)
 _VERSION_KEYS = frozenset({"version", "versionInfo"})
+# Status fields of the app JSON: never part of the definition.
+_RUNTIME_KEYS = appdef.RUNTIME_FIELDS - _VERSION_KEYS
 # Fields that are sets in AppDefinition: order does not matter.
 _SET_KEYS = ("constraints", "acceptedResourceRoles", "healthChecks", "dependencies")
 

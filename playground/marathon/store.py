@@ -10,7 +10,6 @@ tells Marathon the tasks' real states anyway.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import urllib.parse
@@ -30,9 +29,6 @@ class Store:
         self.versions_dir = root / "versions"
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         self.state_file = root / "state.json"
-        self._snapshot: Any = None
-        self._dirty = asyncio.Event()
-        self._written = asyncio.Event()
 
     def load(self) -> dict[str, Any]:
         if not self.state_file.exists():
