@@ -18,7 +18,7 @@ from typing import Any
 from playground.cluster import topology as topology_mod
 from playground.cluster.addresses import NodeAddress
 from playground.cluster.procs import title
-from playground.cluster.statedir import StateDir
+from playground.cluster.statedir import StateDir, set_event_source
 from playground.cluster.timescale import TimeScale
 
 log = logging.getLogger("playground.node")
@@ -118,6 +118,7 @@ def main(state_dir: Path | str, name: str) -> int:
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     ctx = load_context(Path(state_dir), name)
+    set_event_source(name)
     log.info(
         "starting %s (%s) on %s, pid %d", name, ctx.spec.role, ctx.address.hostport, os.getpid()
     )

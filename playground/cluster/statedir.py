@@ -3,7 +3,7 @@
 Layout (``schema_version`` 1)::
 
     STATE/cluster.json      endpoints, addresses, node PIDs and desired states
-    STATE/events.jsonl      the event timeline (one JSON object per line)
+    STATE/events.jsonl      the event timeline (one JSON object per line, see below)
     STATE/.lock             serialises writers of cluster.json
     STATE/nodes/NAME/       one folder per node: its work dir and its log (node.log)
 """
@@ -22,6 +22,22 @@ from typing import Any
 from playground.errors import PlaygroundError
 
 SCHEMA_VERSION = 1
+#: Version of the timeline's line format. Every line of ``events.jsonl`` is one JSON
+#: object with at least ``schema`` (this number), ``time`` (wall clock, epoch seconds),
+#: ``kind`` (dotted, e.g. ``fault.started``, ``task.state``, ``master.elected``) and
+#: ``source`` (the node that wrote it, or ``cli`` for the kit's commands); the other
+#: fields depend on the kind. Readers skip lines of other schemas and torn last lines.
+TIMELINE_SCHEMA = 1
+#: Who writes timeline events from this process (a node process sets its name).
+_source = "cli"
+
+
+def set_event_source(name: str) -> None:
+    """Name this process in the timeline events it records (node processes call it)."""
+    global _source
+    _source = name
+
+
 ENV_STATE_DIR = "PLAYGROUND_STATE_DIR"
 
 
@@ -127,6 +143,33 @@ class StateDir:
     def record_event(self, kind: str, **fields: Any) -> None:
         """Append one event to the timeline (small appends are atomic on POSIX)."""
         self.ensure()
-        line = json.dumps({"time": time.time(), "kind": kind, **fields}, sort_keys=True)
+        event = {"schema": TIMELINE_SCHEMA, "time": time.time(), "kind": kind, "source": _source}
+        event.update(fields)
+        line = json.dumps(event, sort_keys=True, default=str)
         with open(self.events_file, "a") as fh:
             fh.write(line + "\n")
+
+    def events(self, since: float = 0.0, kinds: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """The timeline's events (of ``kinds`` prefixes, if given) from ``since`` on.
+
+        Lines of another schema, and a torn last line of a crashed writer, are skipped.
+        """
+        out: list[dict[str, Any]] = []
+        try:
+            fh = open(self.events_file)
+        except FileNotFoundError:
+            return out
+        with fh:
+            for raw in fh:
+                try:
+                    ev = json.loads(raw)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(ev, dict) or ev.get("schema") != TIMELINE_SCHEMA:
+                    continue
+                if float(ev.get("time", 0)) < since:
+                    continue
+                if kinds and not str(ev.get("kind", "")).startswith(kinds):
+                    continue
+                out.append(ev)
+        return out

@@ -486,6 +486,7 @@ class Master:
     def demote(self) -> None:
         log.warning("no longer the leading master; dropping in-memory state")
         self.leading = False
+        self.ctx.state.record_event("master.demoted", node=self.ctx.name, master_id=self.id)
         for fw in self.frameworks.values():
             if fw.queue is not None:
                 fw.queue.put_nowait(None)
@@ -770,6 +771,15 @@ class Master:
             task.statuses.append(entry)
         if old != task.state:
             self.task_state_counts[task.state] = self.task_state_counts.get(task.state, 0) + 1
+            self.ctx.state.record_event(
+                "task.state",
+                task_id=task.id,
+                framework_id=task.framework_id,
+                agent_id=task.agent_id,
+                state=task.state,
+                previous=old,
+                reason=status.get("reason"),
+            )
         if C.is_terminal(task.state):
             fw.tasks.pop(task.id, None)
             fw.completed_tasks.append(task)
