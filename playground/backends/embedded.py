@@ -15,6 +15,8 @@ class EmbeddedBackend(Backend):
     """Runs the cluster of one state directory (see ``playground.cluster.lifecycle``)."""
 
     name = "embedded"
+    #: Partitions are made by the kit's networking layer (playground.cluster.network).
+    supports_partitions = True
 
     def __init__(
         self, state_dir: Path | str, topology: str | None = None, time_scale: float | None = None
@@ -83,6 +85,12 @@ class EmbeddedBackend(Backend):
         self._check(node)
         self.cluster.start_node(node)
         self.cluster.state.record_event("node.started", node=node)
+
+    def schedule_reverts(self) -> None:
+        """Make sure a reverter process reverts timed faults when they are due."""
+        from playground.chaos import reverter
+
+        reverter.spawn(self.state_dir)
 
     def restart_agent_process(self, node: str) -> None:
         spec = self.cluster.topology().node(node)

@@ -9,9 +9,12 @@ state directory's lock::
 
 Reverted faults stay in the file (the history); :meth:`Faults.active` filters them out.
 Every break and revert also goes into the cluster's event timeline (``fault.started``,
-``fault.reverted``; a rebuild is ``fault.rebuilt``). There is no daemon yet: faults whose ``revert_at`` has passed are
-reverted by :meth:`Faults.revert_due`, which the ``break``, ``faults`` and ``heal``
-commands call first.
+``fault.reverted``; a rebuild is ``fault.rebuilt``). A timed fault (``revert_at``) is
+reverted on time by the backend's reverter process (``playground.chaos.reverter``), and
+by :meth:`Faults.revert_due`, which the ``break``, ``faults`` and ``heal`` commands call
+first, should the reverter be gone. A ``partition`` fault is an entry in the networking
+layer's partition table (``STATE/network.json``, see ``playground.cluster.network``),
+removed when the fault is reverted.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from typing import Any
 import httpx
 
 from playground.backends.base import Backend, BackendError, NodeInfo
+from playground.cluster import network
 from playground.cluster.statedir import StateDir, atomic_write
 
 SCHEMA_VERSION = 1
-KINDS = ("crash", "stop", "agent-restart")
+KINDS = ("crash", "stop", "partition", "agent-restart")
 AGENT_ROLES = ("agent", "public-agent")
 #: Shorthands accepted wherever a node name is (besides a role with exactly one node).
 SHORTHANDS = ("leader",)
@@ -54,7 +58,7 @@ class Fault:
     """One fault: what was done to which node, when, and when it is (or was) reverted."""
 
     id: str
-    kind: str  # crash | stop | agent-restart
+    kind: str  # crash | stop | partition | agent-restart | drain
     target: str  # node name
     started_at: str  # wall clock, ISO 8601 UTC
     revert_at: str | None = None
@@ -148,7 +152,14 @@ class Faults:
         """Faults not reverted yet, oldest first."""
         return [f for f in self.all() if f.active]
 
-    def _add(self, kind: str, target: str, revert_at: float | None, reverted: bool) -> Fault:
+    def _add(
+        self,
+        kind: str,
+        target: str,
+        revert_at: float | None,
+        reverted: bool,
+        extra: dict[str, Any] | None = None,
+    ) -> Fault:
         now = self.clock()
         with self.state.lock():
             data = self._load()
@@ -162,9 +173,16 @@ class Faults:
             )
             data["next_id"] += 1
             data["faults"].append(fault.to_dict())
+            if kind == "partition":
+                network.add_partition(self.state, fault.id, [target])
             self._save(data)
         self.state.record_event(
-            "fault.started", fault=fault.id, how=kind, target=target, revert_at=fault.revert_at
+            "fault.started",
+            fault=fault.id,
+            how=kind,
+            target=target,
+            revert_at=fault.revert_at,
+            **(extra or {}),
         )
         if reverted:
             self.state.record_event("fault.reverted", fault=fault.id, how=kind, target=target)
@@ -181,6 +199,7 @@ class Faults:
                 if d["id"] in ids and d.get("reverted_at") is None:
                     d["reverted_at"] = now
                     done.append(Fault.from_dict(d))
+            network.remove_partitions(self.state, {f.id for f in done if f.kind == "partition"})
             self._save(data)
         for f in done:
             self.state.record_event("fault.reverted", fault=f.id, how=f.kind, target=f.target)
@@ -225,10 +244,7 @@ class Faults:
 
     def _break(self, info: NodeInfo, how: str, for_seconds: float | None) -> Fault:
         if how not in KINDS:
-            raise FaultError(
-                f"unknown fault {how!r}",
-                hint="valid faults: " + ", ".join(KINDS) + " (partition is not there yet)",
-            )
+            raise FaultError(f"unknown fault {how!r}", hint="valid faults: " + ", ".join(KINDS))
         if for_seconds is not None and for_seconds <= 0:
             raise FaultError(f"--for must be positive, not {for_seconds:g}")
         active = [f for f in self.active() if f.target == info.name]
@@ -253,12 +269,26 @@ class Faults:
                 )
             self.backend.restart_agent_process(info.name)
             return self._add(how, info.name, None, reverted=True)
-        if how == "crash":
+        if how == "partition":
+            if not getattr(self.backend, "supports_partitions", False):
+                raise FaultError(
+                    f"the {self.backend.name} backend cannot partition nodes",
+                    hint="partitions are made by the embedded cluster's networking layer",
+                )
+        elif how == "crash":
             self.backend.crash(info.name)
         else:
             self.backend.stop(info.name)
         revert_at = self.clock() + for_seconds if for_seconds is not None else None
-        return self._add(how, info.name, revert_at, reverted=False)
+        fault = self._add(how, info.name, revert_at, reverted=False)
+        self._schedule(fault)
+        return fault
+
+    def _schedule(self, fault: Fault) -> None:
+        """Have the backend revert a timed fault on time (the embedded one runs a reverter)."""
+        schedule = getattr(self.backend, "schedule_reverts", None)
+        if fault.revert_at is not None and schedule is not None:
+            schedule()
 
     def break_zone(
         self, zone: str, how: str = "crash", for_seconds: float | None = None
@@ -329,11 +359,15 @@ class Faults:
         return self._revert(due, self.backend.nodes())
 
     def _revert(self, faults: list[Fault], nodes: list[NodeInfo]) -> list[Fault]:
+        """Revert faults: end partitions first, then start the nodes that are down."""
         order = {n.name: i for i, n in enumerate(nodes)}
-        targets = sorted({f.target for f in faults}, key=lambda t: order.get(t, len(order)))
+        down = [f for f in faults if f.kind in ("crash", "stop")]
+        others = [f for f in faults if f.kind not in ("crash", "stop")]
+        done = self._mark_reverted({f.id for f in others})
+        targets = sorted({f.target for f in down}, key=lambda t: order.get(t, len(order)))
         for target in targets:
             self.backend.start(target)
-        return self._mark_reverted({f.id for f in faults})
+        return done + self._mark_reverted({f.id for f in down})
 
     # ---- rebuilding -----------------------------------------------------------------
     def rebuild(self, node: str, keep_disk: bool = False, wait: float = 20.0) -> Rebuild:

@@ -33,6 +33,7 @@ def _say_reverted(reverted: list[Fault]) -> None:
     default="crash",
     show_default=True,
     help="crash: SIGKILL the node's process tree; stop: a clean shutdown; "
+    "partition: cut the node off from every other node while it keeps running; "
     "agent-restart: restart only an agent's process (its tasks keep running).",
 )
 @click.option(
@@ -40,7 +41,7 @@ def _say_reverted(reverted: list[Fault]) -> None:
     "for_seconds",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Revert after this many wall-clock seconds (at the next break, faults or heal).",
+    help="Revert after this many wall-clock seconds (a small reverter process does it).",
 )
 @click.option("--zone", metavar="ZONE", help="Break every agent of ZONE (a zone outage).")
 @click.option("--leader", is_flag=True, help="Crash the leading master.")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from playground.cluster import network
 from playground.cluster import topology as topology_mod
 from playground.cluster.addresses import NodeAddress
 from playground.cluster.procs import title
@@ -119,6 +120,7 @@ def main(state_dir: Path | str, name: str) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     ctx = load_context(Path(state_dir), name)
     set_event_source(name)
+    network.install(ctx.state, name, ctx.cluster["addresses"])
     log.info(
         "starting %s (%s) on %s, pid %d", name, ctx.spec.role, ctx.address.hostport, os.getpid()
     )

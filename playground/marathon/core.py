@@ -67,6 +67,11 @@ KILL_RETRY_SECONDS = 10.0
 #: launches per 30 s (cluster time), so a big scale-up cannot swamp the agents at once.
 LAUNCH_TOKENS = 100
 LAUNCH_TOKEN_REFRESH = 30.0
+#: ``--reconciliation_initial_delay`` and ``--reconciliation_interval`` (Marathon defaults):
+#: the periodic reconciliation that finds tasks returning from a partition after their
+#: instance was expunged (they are killed as unknown) -- see docs/unreachable.md.
+RECONCILIATION_INITIAL_DELAY = 15.0
+RECONCILIATION_INTERVAL = 600.0
 FAILOVER_TIMEOUT = 604800.0
 
 
@@ -234,6 +239,9 @@ class Marathon:
         self._revive_pending = False
         self.launch_tokens = LAUNCH_TOKENS
         self.tokens_refilled = time.monotonic()
+        self.next_reconciliation = time.monotonic() + self.ts.wall(
+            RECONCILIATION_INITIAL_DELAY, 0.5
+        )
         self.started_at = time.time()
         self._dirty = asyncio.Event()
         self._background: set[asyncio.Future[Any]] = set()
@@ -1202,6 +1210,10 @@ class Marathon:
                     self.launch_tokens = LAUNCH_TOKENS
                     if any(i.state == SCHEDULED for i in self.instances.values()):
                         self.wake_offers()
+            if now >= self.next_reconciliation:
+                self.next_reconciliation = now + self.ts.wall(RECONCILIATION_INTERVAL, 1.0)
+                if self.driver.connected.is_set():
+                    await self.reconcile()
             locked = {a for d in self.deployments.values() for a in d.affected_apps}
             for inst in list(self.instances.values()):
                 if inst.kill_sent is not None and not inst.terminal:

@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from playground.cluster import network
 from playground.mesos.recordio import Decoder, RecordIOError
 
 log = logging.getLogger("playground.marathon.driver")
@@ -73,6 +74,7 @@ class Driver:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, connect=2.0, sock_read=None),
                 headers={"Playground-Node": "marathon"},
+                trace_configs=network.trace_configs(),
             )
         return self._session
 
@@ -166,8 +168,13 @@ class Driver:
 
     async def _watchdog(self, resp: aiohttp.ClientResponse) -> None:
         """Close a stream that stopped sending heartbeats (a silently partitioned master)."""
+        net = network.current()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.1)
+            if net is not None and self.url and net.blocks(self.url):
+                log.warning("a network partition cut this node off from the master")
+                resp.close()
+                return
             if time.monotonic() - self.last_event > max(5 * self.heartbeat, 5.0):
                 log.warning("no event from the master for a while; reconnecting")
                 resp.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import http
 import logging
 import os
@@ -37,6 +38,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
+
+from playground.cluster import network
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +220,9 @@ async def _http_get(
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     connector = aiohttp.TCPConnector(ssl=False, force_close=True)
     async with (
-        aiohttp.ClientSession(timeout=client_timeout, connector=connector) as session,
+        aiohttp.ClientSession(
+            timeout=client_timeout, connector=connector, trace_configs=network.trace_configs()
+        ) as session,
         session.get(url, allow_redirects=False) as resp,
     ):
         body = ""
@@ -286,6 +291,9 @@ async def _probe_mesos_http(
 
 
 async def _tcp_connect(host: str, port: int, timeout: float) -> None:
+    net = network.current()
+    if net is not None and net.blocks(f"tcp://{_url_host(host)}:{port}"):
+        raise OSError(errno.ENETUNREACH, "Network is unreachable (network partition)")
     _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     writer.close()
     with contextlib.suppress(OSError):

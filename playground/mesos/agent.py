@@ -168,6 +168,7 @@ class Agent:
         self.host = ctx.address.host
         self.port = ctx.address.port
         self.transport = Transport(ctx.name)
+        self.registration_warned = 0.0
         self.work = ctx.work_dir
         self.meta = self.work / "meta"
         (self.meta / "runs").mkdir(parents=True, exist_ok=True)
@@ -341,7 +342,13 @@ class Agent:
                     await self.shutdown_all_tasks()
                     self.ctx.stop.set()
                 else:
-                    log.warning("registration with %s failed: %s", self.master_url, exc)
+                    # Retried every 0.2 s (a partition may last minutes): log every 10 s.
+                    now = time.monotonic()
+                    if now - self.registration_warned > 10.0:
+                        self.registration_warned = now
+                        log.warning(
+                            "registration with %s failed (retrying): %s", self.master_url, exc
+                        )
                 return
             self.agent_id = reply["agent_id"]["value"]
             self.save_agent_id()

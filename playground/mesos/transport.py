@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 
+from playground.cluster import network
+
 log = logging.getLogger("playground.transport")
 
 #: I/O timeouts are not scaled: they protect against a hung peer, not model a cluster timer.
@@ -42,6 +44,7 @@ class Transport:
                 timeout=aiohttp.ClientTimeout(total=IO_TIMEOUT),
                 headers={NODE_HEADER: self.node},
                 connector=aiohttp.TCPConnector(limit=0, force_close=False, ssl=False),
+                trace_configs=network.trace_configs(),
             )
         return self._session
 

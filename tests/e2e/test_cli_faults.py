@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +122,33 @@ def test_break_for_reverts_when_due(state: Path) -> None:
     time.sleep(0.6)
     assert pg(state, "faults", "--json") == []
     assert node(pg(state, "status", "--json"), "marathon-1")["state"] == "running"
+
+
+def test_a_timed_partition_is_reverted_by_the_reverter(state: Path) -> None:
+    """No command needs to run: the reverter process ends the partition on time."""
+    f = pg(state, "break", "agent-2", "--how", "partition", "--for", "1", "--json")
+    assert (f["kind"], f["target"], f["reverted_at"]) == ("partition", "agent-2", None)
+    table = json.loads((state / "network.json").read_text())
+    assert table["partitions"] == [{"id": f["id"], "nodes": ["agent-2"]}]
+    assert node(pg(state, "status", "--json"), "agent-2")["state"] == "running"
+
+    def registry() -> dict[str, Any]:
+        return next(
+            x
+            for x in json.loads((state / "faults.json").read_text())["faults"]
+            if x["id"] == f["id"]
+        )
+
+    deadline = time.monotonic() + 10
+    while registry()["reverted_at"] is None:
+        assert time.monotonic() < deadline, "the reverter did not revert the partition"
+        time.sleep(0.1)
+    assert json.loads((state / "network.json").read_text())["partitions"] == []
+    events = [json.loads(x) for x in (state / "events.jsonl").read_text().splitlines()]
+    reverted = [e for e in events if e["kind"] == "fault.reverted" and e["fault"] == f["id"]]
+    assert [e["source"] for e in reverted] == ["fault-reverter"]
+    # The agent answers the master again (it re-registers).
+    wait_for(state, healthy)
 
 
 def test_rebuild_agent_with_a_clean_disk_gets_a_new_id(state: Path) -> None:

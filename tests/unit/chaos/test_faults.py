@@ -256,3 +256,62 @@ def test_unreadable_or_foreign_registry_is_an_error(faults: Faults, backend: Fak
     with pytest.raises(FaultError) as exc:
         faults.active()
     assert "schema_version 9" in str(exc.value)
+
+
+# ---- partitions and timed reverts ------------------------------------------------------
+class PartitioningBackend(FakeBackend):
+    supports_partitions = True
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(state_dir)
+        self.scheduled = 0
+
+    def schedule_reverts(self) -> None:
+        self.scheduled += 1
+
+
+def test_partition_is_a_table_entry_until_healed(tmp_path: Path) -> None:
+    from playground.cluster import network
+    from playground.cluster.statedir import StateDir
+
+    backend = PartitioningBackend(tmp_path)
+    reg = Faults(backend, clock=Clock())
+    f = reg.break_node("agent-1", "partition")
+    assert f.kind == "partition" and f.active
+    assert backend.calls == []  # the node keeps running
+    table = network.read_table(StateDir(tmp_path))
+    assert table["partitions"] == [{"id": f.id, "nodes": ["agent-1"]}]
+    assert reg.break_node("agent-1", "partition").id == f.id  # idempotent
+    reg.heal("agent-1")
+    assert network.read_table(StateDir(tmp_path))["partitions"] == []
+    assert backend.calls == []  # healing a partition starts nothing
+    assert reg.active() == []
+
+
+def test_a_backend_without_partitions_refuses_with_the_reason(tmp_path: Path) -> None:
+    reg = Faults(FakeBackend(tmp_path), clock=Clock())
+    with pytest.raises(FaultError, match="cannot partition"):
+        reg.break_node("agent-1", "partition")
+    assert reg.active() == []
+
+
+def test_heal_all_ends_partitions_before_starting_nodes(tmp_path: Path) -> None:
+    from playground.cluster import network
+    from playground.cluster.statedir import StateDir
+
+    backend = PartitioningBackend(tmp_path)
+    reg = Faults(backend, clock=Clock())
+    reg.break_node("agent-2", "partition")
+    reg.break_node("agent-1", "crash")
+    reg.heal()
+    assert network.read_table(StateDir(tmp_path))["partitions"] == []
+    assert backend.calls == [("crash", "agent-1"), ("start", "agent-1")]
+
+
+def test_timed_faults_ask_the_backend_to_schedule_their_revert(tmp_path: Path) -> None:
+    backend = PartitioningBackend(tmp_path)
+    reg = Faults(backend, clock=Clock())
+    reg.break_node("agent-1", "crash")
+    assert backend.scheduled == 0
+    reg.break_node("agent-2", "partition", for_seconds=5)
+    assert backend.scheduled == 1
