@@ -246,6 +246,9 @@ class Api:
                 sum(s.processed for s in self.m.offer_stats.values())
             ),
             "marathon.http.requests.counter": float(self.requests),
+            # The kit's own gauge (not in Marathon 1.10): 1 while subscribed to a leading
+            # master, 0 while disconnected (quorum lost, partition, no master running).
+            "marathon.mesos.connected.gauge": 1.0 if self.m.driver.connected.is_set() else 0.0,
         }
 
     async def metrics(self, request: web.Request) -> web.Response:

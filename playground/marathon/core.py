@@ -15,6 +15,7 @@ import math
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -217,8 +218,13 @@ class Marathon:
         webui_url: str,
         default_region: str,
         stop: asyncio.Event,
+        record_event: Callable[..., None] | None = None,
     ) -> None:
         self.store = store
+        #: Appends to the cluster's event timeline (the node passes its state directory's).
+        self.record_event = record_event or (lambda kind, **fields: None)
+        #: Whether Marathon holds a subscription with a leading master (as last seen).
+        self.mesos_connected = False
         self.ts = ts
         self.default_region = default_region
         self.stop = stop
@@ -1210,6 +1216,18 @@ class Marathon:
                     self.launch_tokens = LAUNCH_TOKENS
                     if any(i.state == SCHEDULED for i in self.instances.values()):
                         self.wake_offers()
+            connected = self.driver.connected.is_set()
+            if connected != self.mesos_connected:
+                self.mesos_connected = connected
+                if not connected:
+                    log.warning(
+                        "disconnected from the Mesos master: serving reads from Marathon's "
+                        "own state, deployments wait for a leading master"
+                    )
+                self.record_event(
+                    "marathon.connected" if connected else "marathon.disconnected",
+                    master=self.driver.leader_hostport if connected else None,
+                )
             if now >= self.next_reconciliation:
                 self.next_reconciliation = now + self.ts.wall(RECONCILIATION_INTERVAL, 1.0)
                 if self.driver.connected.is_set():

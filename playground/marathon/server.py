@@ -28,6 +28,7 @@ async def serve(ctx: NodeContext) -> int:
         webui_url=ctx.address.url,
         default_region=ctx.topology.region,
         stop=ctx.stop,
+        record_event=ctx.state.record_event,
     )
     api = Api(m, host=ctx.address.host, port=ctx.address.port, masters=masters)
     await asyncio.gather(

@@ -1669,8 +1669,14 @@ class Master:
             m[f"master/{res}_percent"] = (usd / tot) if tot else 0.0
         return m
 
+    def no_leader(self) -> web.Response | None:
+        """503 while no master leads (quorum lost): only health and version still answer."""
+        if self.leading or self.leader_url() is not None:
+            return None
+        return web.Response(status=503, text="No leader elected")
+
     async def h_metrics(self, request: web.Request) -> web.Response:
-        return json_response(self.metrics())
+        return self.no_leader() or json_response(self.metrics())
 
     # ---- HTTP: v1 operator API --------------------------------------------------------
     def v1_tasks(self) -> dict[str, Any]:
@@ -1717,6 +1723,9 @@ class Master:
                     },
                 }
             )
+        unavailable = self.no_leader()
+        if unavailable is not None:
+            return unavailable
         if kind == "GET_MASTER":
             out: dict[str, Any] = {"master_info": self.master_info(), "start_time": self.start_time}
             if self.elected_time is not None and self.leading:

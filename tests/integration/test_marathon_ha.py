@@ -95,3 +95,60 @@ def test_ha_master_failover_marathon_resubscribes(
     fws = master_get(ha_cluster, "/master/frameworks")["frameworks"]
     assert [f["id"] for f in fws if f["name"] == "marathon"] == [framework_id]
     ha_cluster.start(old_leader)
+
+
+def test_ha_quorum_loss_marathon_disconnected_holds_deployments(
+    ha_cluster: EmbeddedBackend, hm: Marathon
+) -> None:
+    """No quorum: masters answer 503 except health and version; Marathon keeps serving
+    reads, says it is disconnected, holds a new deployment; tasks keep running; with the
+    quorum back the deployment finishes and nothing ran twice."""
+    import httpx
+
+    from playground.chaos.faults import Faults
+
+    (task,) = hm.deploy(app_def("/steady", SLEEP_CMD, 1))
+    faults = Faults(ha_cluster)
+    broken = faults.break_quorum()
+    try:
+        assert len(broken) == 2
+        survivor = next(
+            n for n in ha_cluster.nodes() if n.role == "master" and n.state == "running"
+        )
+        base = f"http://{survivor.address}"
+
+        def no_leader() -> bool:
+            r = httpx.get(f"{base}/master/state", follow_redirects=False, timeout=5)
+            return r.status_code == 503
+
+        wait_until(no_leader, 15, desc="the surviving master losing its leadership")
+        for path in ("/master/slaves", "/master/frameworks", "/master/tasks", "/metrics/snapshot"):
+            r = httpx.get(f"{base}{path}", follow_redirects=False, timeout=5)
+            assert (r.status_code, r.text) == (503, "No leader elected"), path
+        r = httpx.post(f"{base}/api/v1", json={"type": "GET_METRICS"}, timeout=5)
+        assert r.status_code == 503
+        assert httpx.get(f"{base}/master/health", timeout=5).status_code == 200
+        assert httpx.get(f"{base}/version", timeout=5).json()["version"]
+        r = httpx.post(f"{base}/api/v1", json={"type": "GET_HEALTH"}, timeout=5)
+        assert r.json()["get_health"]["healthy"] is True
+
+        def disconnected() -> bool:
+            r = hm.get("/metrics")
+            return r.json()["gauges"]["marathon.mesos.connected.gauge"]["value"] == 0.0
+
+        wait_until(disconnected, 20, desc="Marathon reporting itself disconnected")
+        assert [t["id"] for t in hm.tasks("/steady")] == [task["id"]]
+        r = hm.create(app_def("/held", SLEEP_CMD, 1))
+        dep = r.headers["Marathon-Deployment-Id"]
+        holds(lambda: hm.deployment(dep) is not None, 1.5, desc="the deployment held")
+        assert hm.tasks("/held") == []
+        events = [e["kind"] for e in ha_cluster.cluster.state.events(kinds=("marathon.",))]
+        assert "marathon.disconnected" in events
+    finally:
+        faults.heal()
+    wait_until(lambda: hm.deployment(dep) is None, 30, desc="the held deployment finishing")
+    hm.wait_running("/held", 1)
+    (again,) = hm.wait_running("/steady", 1)
+    assert again["id"] == task["id"]
+    r = hm.get("/metrics")
+    assert r.json()["gauges"]["marathon.mesos.connected.gauge"]["value"] == 1.0
