@@ -6,6 +6,7 @@ import click
 
 from playground import __version__
 from playground.cli import app as app_cmds
+from playground.cli import chaos as chaos_cmds
 from playground.cli import cluster as cluster_cmds
 from playground.cli import faults as fault_cmds
 from playground.cli.common import state_dir_option
@@ -41,6 +42,7 @@ for cmd in (
     fault_cmds.faults,
     fault_cmds.heal,
     fault_cmds.rebuild,
+    chaos_cmds.chaos,
 ):
     main.add_command(cmd)
 

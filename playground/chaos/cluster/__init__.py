@@ -1,0 +1,1 @@
+"""Chaos Toolkit target ``cluster``: zones, the leading master, the masters' quorum."""

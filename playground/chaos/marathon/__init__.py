@@ -1,0 +1,1 @@
+"""Chaos Toolkit target ``marathon``: the Marathon node (crash, restart, readiness)."""
