@@ -334,6 +334,70 @@ class Faults:
             out.append(self._break(running.pop(0), "crash", for_seconds))
         return out
 
+    def drain(
+        self, node: str, for_seconds: float | None = None, max_grace: float | None = None
+    ) -> Fault:
+        """Drain an agent for maintenance (v1 ``DRAIN_AGENT``): it gets no offers, its tasks
+        are killed (within ``max_grace`` seconds when given) and Marathon replaces them
+        elsewhere. Healing the fault reactivates the agent (``REACTIVATE_AGENT``)."""
+        self.revert_due()
+        nodes = self.backend.nodes()
+        info = self.resolve(node, nodes)
+        if info.role not in AGENT_ROLES:
+            raise FaultError(
+                f"drain applies to agents; {info.name} is a {info.role}",
+                hint="drain one of: " + ", ".join(n.name for n in nodes if n.role in AGENT_ROLES),
+            )
+        if for_seconds is not None and for_seconds <= 0:
+            raise FaultError(f"--for must be positive, not {for_seconds:g}")
+        for f in self.active():
+            if f.target == info.name and f.kind == "drain":
+                return f
+        master = self._master()
+        aid = self._registered_id(info, master)
+        if aid is None:
+            raise FaultError(
+                f"{info.name} is not registered with the leading master, so it cannot drain",
+                hint=f"`playground heal {info.name}` first, or see `playground status`",
+            )
+        call: dict[str, Any] = {"agent_id": {"value": aid}}
+        if max_grace is not None:
+            call["max_grace_period"] = {"nanoseconds": int(max_grace * 1e9)}
+        self._operator(master, {"type": "DRAIN_AGENT", "drain_agent": call})
+        revert_at = self.clock() + for_seconds if for_seconds is not None else None
+        fault = self._add("drain", info.name, revert_at, reverted=False, extra={"agent_id": aid})
+        self._schedule(fault)
+        return fault
+
+    def _master(self) -> str:
+        master = (self.backend.endpoints().get("master") or "").rstrip("/")
+        if not master:
+            raise FaultError(
+                "no leading master (quorum lost, or every master is down)",
+                hint="`playground heal --all` first",
+            )
+        return master
+
+    def _operator(self, master: str, call: dict[str, Any]) -> httpx.Response:
+        try:
+            r = httpx.post(f"{master}/api/v1", json=call, timeout=10)
+        except httpx.HTTPError as exc:
+            raise FaultError(f"{call['type']} failed: {exc}") from None
+        if r.status_code >= 300:
+            raise FaultError(f"{call['type']} failed: {r.status_code} {r.text.strip()}")
+        return r
+
+    def _reactivate(self, fault: Fault, nodes: list[NodeInfo]) -> None:
+        info = next((n for n in nodes if n.name == fault.target), None)
+        if info is None:
+            return
+        master = self._master()
+        aid = self._registered_id(info, master)
+        if aid is None:
+            return  # not registered (crashed or rebuilt): nothing is deactivated any more
+        call = {"type": "REACTIVATE_AGENT", "reactivate_agent": {"agent_id": {"value": aid}}}
+        self._operator(master, call)
+
     # ---- healing --------------------------------------------------------------------
     def heal(self, node: str | None = None) -> list[Fault]:
         """Start the nodes of active faults again with their disks; mark the faults reverted.
@@ -363,6 +427,9 @@ class Faults:
         order = {n.name: i for i, n in enumerate(nodes)}
         down = [f for f in faults if f.kind in ("crash", "stop")]
         others = [f for f in faults if f.kind not in ("crash", "stop")]
+        for f in others:
+            if f.kind == "drain":
+                self._reactivate(f, nodes)
         done = self._mark_reverted({f.id for f in others})
         targets = sorted({f.target for f in down}, key=lambda t: order.get(t, len(order)))
         for target in targets:

@@ -9,6 +9,7 @@ from playground.cli import app as app_cmds
 from playground.cli import chaos as chaos_cmds
 from playground.cli import cluster as cluster_cmds
 from playground.cli import faults as fault_cmds
+from playground.cli import maintenance as maintenance_cmds
 from playground.cli.common import state_dir_option
 from playground.cli.doctor import doctor
 from playground.cli.task import task
@@ -42,6 +43,8 @@ for cmd in (
     fault_cmds.faults,
     fault_cmds.heal,
     fault_cmds.rebuild,
+    maintenance_cmds.drain,
+    maintenance_cmds.maintenance,
     chaos_cmds.chaos,
 ):
     main.add_command(cmd)

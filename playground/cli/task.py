@@ -62,9 +62,10 @@ def list_(show_all: bool, as_json: bool) -> None:
     if not rows:
         click.echo("no tasks")
         return
-    click.echo(f"{'TASK':<44}{'FRAMEWORK':<18}{'STATE':<18}HOST")
+    w = max([len("TASK")] + [len(r["id"]) for r in rows]) + 2
+    click.echo(f"{'TASK':<{w}}{'FRAMEWORK':<18}{'STATE':<18}HOST")
     for r in rows:
-        click.echo(f"{r['id']:<44}{r['framework']:<18}{r['state']:<18}{r['host'] or '-'}")
+        click.echo(f"{r['id']:<{w}}{r['framework']:<18}{r['state']:<18}{r['host'] or '-'}")
 
 
 def _find_sandbox(state: dict[str, Any], task_id: str) -> tuple[str, str]:

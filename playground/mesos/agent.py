@@ -710,7 +710,8 @@ class Agent:
                 if code < 0
                 else f"Command exited with status {code}"
             )
-            self.update(run, "TASK_KILLED", msg)
+            reason = "REASON_AGENT_DRAINING" if run.kill_reason == "draining" else None
+            self.update(run, "TASK_KILLED", msg, reason)
         elif code == 0:
             self.update(run, "TASK_FINISHED", "Command exited with status 0")
         elif code > 0:
@@ -798,6 +799,15 @@ class Agent:
                 ns = ((body.get("kill_policy") or {}).get("grace_period") or {}).get("nanoseconds")
                 if ns is not None:
                     grace = ns / 1e9
+                if body.get("drain") and not run.terminal and not run.killing:
+                    run.kill_reason = "draining"  # the master drains this agent (DRAIN_AGENT)
+                    cap = body.get("max_grace_period_seconds")
+                    own = ((run.info.get("kill_policy") or {}).get("grace_period") or {}).get(
+                        "nanoseconds"
+                    )
+                    grace = own / 1e9 if own is not None else C.DEFAULT_KILL_GRACE
+                    if cap is not None:
+                        grace = min(grace, float(cap))
                 self.spawn(self.kill_task(run, grace))
             return web.Response(status=202)
         if name == "StatusUpdateAcknowledgementMessage":

@@ -26,6 +26,7 @@ from playground import MESOS_VERSION
 from playground.cluster.httpserver import json_response, read_json, run_app, supervise
 from playground.cluster.node import NodeContext
 from playground.mesos import constants as C
+from playground.mesos import maintenance
 from playground.mesos.recordio import encode as recordio_encode
 from playground.mesos.resources import Resources, attributes_flat
 from playground.mesos.transport import MessageError, Transport
@@ -148,6 +149,8 @@ class AgentRec:
     tasks: dict[str, TaskRec] = field(default_factory=dict)
     offered: Resources = field(default_factory=Resources)
     capabilities: list[dict[str, Any]] = field(default_factory=list)
+    deactivated: bool = False  # DEACTIVATE_AGENT / DRAIN_AGENT: no offers
+    drain_info: dict[str, Any] | None = None  # DRAIN_AGENT: {"state", "config"}
 
     @property
     def id(self) -> str:
@@ -156,6 +159,11 @@ class AgentRec:
     @property
     def hostname(self) -> str:
         return str(self.info["hostname"])
+
+    @property
+    def machine(self) -> maintenance.MachineKey:
+        """The machine this agent runs on, as maintenance schedules name it."""
+        return (self.hostname.lower(), _split_hostport(self.pid)[0])
 
     @property
     def total(self) -> Resources:
@@ -202,7 +210,7 @@ class AgentRec:
             "unreserved_resources": unreserved.to_flat(),
             "attributes": attributes_flat(self.info.get("attributes", [])),
             "active": self.active,
-            "deactivated": False,
+            "deactivated": self.deactivated,
             "version": self.version,
             "capabilities": [c["type"] for c in self.capabilities],
             "reserved_resources_full": {
@@ -216,13 +224,15 @@ class AgentRec:
             out["reregistered_time"] = self.reregistered_time
         if "domain" in self.info:
             out["domain"] = self.info["domain"]
+        if self.drain_info is not None:
+            out["drain_info"] = self.drain_info
         return out
 
     def v1(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "agent_info": self.info,
             "active": self.active,
-            "deactivated": False,
+            "deactivated": self.deactivated,
             "version": self.version,
             "pid": self.pid,
             "registered_time": C.time_info(self.registered_time),
@@ -233,6 +243,8 @@ class AgentRec:
         }
         if self.reregistered_time is not None:
             out["reregistered_time"] = C.time_info(self.reregistered_time)
+        if self.drain_info is not None:
+            out["drain_info"] = self.drain_info
         return out
 
 
@@ -380,6 +392,9 @@ class Master:
         self.agents: dict[str, AgentRec] = {}
         self.unreachable: dict[str, float] = {}  # agent id -> time marked unreachable
         self.gone: dict[str, float] = {}
+        self.schedule = maintenance.Schedule()
+        self.drains: dict[str, dict[str, Any]] = {}  # agent id -> drain_info (DRAIN_AGENT)
+        self.deactivated: set[str] = set()  # agent ids (DEACTIVATE_AGENT or draining)
         self.registry_agents: dict[str, dict[str, Any]] = {}
         self.frameworks: dict[str, FrameworkRec] = {}
         self.completed_frameworks: deque[FrameworkRec] = deque(maxlen=MAX_COMPLETED_FRAMEWORKS)
@@ -509,6 +524,9 @@ class Master:
         self.registry_agents = value.get("agents", {})
         self.unreachable = {k: float(v) for k, v in value.get("unreachable", {}).items()}
         self.gone = {k: float(v) for k, v in value.get("gone", {}).items()}
+        self.schedule = maintenance.Schedule.from_registry(value.get("maintenance"))
+        self.drains = dict(value.get("drains") or {})
+        self.deactivated = set(value.get("deactivated") or [])
         self.agent_seq = int(value.get("agent_seq", 0))
 
     async def save_registry(self) -> None:
@@ -517,6 +535,9 @@ class Master:
             "unreachable": self.unreachable,
             "gone": self.gone,
             "agent_seq": self.agent_seq,
+            "maintenance": self.schedule.to_registry(),
+            "drains": self.drains,
+            "deactivated": sorted(self.deactivated),
         }
         try:
             await self.transport.session.put(
@@ -554,6 +575,13 @@ class Master:
         now = time.time()
         if aid and aid in self.gone:
             raise CallError(403, f"Agent {aid} is marked gone and cannot re-register")
+        machine = (str(info.get("hostname", "")).lower(), _split_hostport(pid)[0])
+        if self.schedule.mode(machine) == maintenance.DOWN:
+            raise CallError(
+                403,
+                f"Agent on machine {maintenance.machine_json(machine)} cannot register: "
+                "the machine is DOWN for maintenance (bring it up with machine/up)",
+            )
         if reregister and aid:
             self.counters["messages_reregister_slave"] += 1
             rec = self.agents.get(aid)
@@ -578,6 +606,10 @@ class Master:
             self.agents[aid] = rec
             self.counters["slave_registrations"] += 1
         self.registry_agents[aid] = {"hostname": rec.hostname, "pid": pid}
+        rec.deactivated = aid in self.deactivated
+        rec.drain_info = self.drains.get(aid)
+        if rec.drain_info is not None and rec.drain_info["state"] == "DRAINING":
+            self.spawn(self.drain_tasks(rec))  # a drain requested while it was away
         self.spawn(self.save_registry())
         log.info(
             "%s agent %s at %s (%s)",
@@ -786,6 +818,8 @@ class Master:
             agent = self.agents.get(task.agent_id)
             if agent is not None:
                 agent.tasks.pop(task.id, None)
+                if agent.drain_info is not None:
+                    self.check_drained(agent)
             self.allocate_now.set()
 
     async def on_status_update(self, body: dict[str, Any]) -> None:
@@ -955,6 +989,9 @@ class Master:
         }
         if "domain" in agent.info:
             out["domain"] = agent.info["domain"]
+        unavailability = self.schedule.unavailability(agent.machine)
+        if unavailability is not None:
+            out["unavailability"] = unavailability
         return out
 
     def offer_v0(self, offer: OfferRec) -> dict[str, Any]:
@@ -990,7 +1027,7 @@ class Master:
         agents = list(self.agents.values())
         random.shuffle(agents)
         for agent in agents:
-            if not agent.active:
+            if not agent.active or agent.deactivated:
                 continue
             available = agent.available()
             if not available:
@@ -1194,10 +1231,10 @@ class Master:
         agent = self.agents.get(task.agent_id)
         if agent is None:
             return  # unreachable: the kill is retried by the framework
-        body = {"framework_id": {"value": fw.id}, "task_id": {"value": tid}}
+        message = {"framework_id": {"value": fw.id}, "task_id": {"value": tid}}
         if "kill_policy" in body:
-            body["kill_policy"] = body["kill_policy"]
-        self.spawn(self.send_agent(agent, "KillTaskMessage", body))
+            message["kill_policy"] = body["kill_policy"]
+        self.spawn(self.send_agent(agent, "KillTaskMessage", message))
 
     def reconcile(self, fw: FrameworkRec, body: dict[str, Any]) -> None:
         wanted = body.get("tasks") or []
@@ -1467,6 +1504,233 @@ class Master:
             self.spawn(self.send_agent(agent, "ShutdownMessage", {"message": "Agent is gone"}))
         self.allocate_now.set()
         return None
+
+    # ---- maintenance: schedule, machine down/up, DRAIN/DEACTIVATE/REACTIVATE_AGENT ----
+    def agents_on(self, keys: list[maintenance.MachineKey]) -> list[AgentRec]:
+        return [a for a in self.agents.values() if a.machine in keys]
+
+    async def update_schedule(self, schedule: Any) -> None:
+        """``/maintenance/schedule`` POST: replace the schedule; machines in it drain."""
+        changed = self.schedule.update(schedule)
+        # Offers of affected agents are rescinded and re-sent with (or without) unavailability.
+        for agent in self.agents.values():
+            if agent.machine in changed:
+                self.rescind_agent_offers(agent)
+        await self.save_registry()
+        self.ctx.state.record_event(
+            "maintenance.scheduled",
+            draining=[
+                maintenance.machine_json(k)
+                for k, m in self.schedule.modes.items()
+                if m == maintenance.DRAINING
+            ],
+        )
+        self.allocate_now.set()
+
+    async def machines_down(self, machines: Any) -> None:
+        """``/machine/down``: agents on these machines are removed and told to shut down."""
+        keys = self.schedule.down(machines)
+        await self.save_registry()
+        for agent in self.agents_on(keys):
+            self.remove_for_maintenance(agent)
+        self.ctx.state.record_event(
+            "maintenance.down", machines=[maintenance.machine_json(k) for k in keys]
+        )
+        self.allocate_now.set()
+
+    def remove_for_maintenance(self, agent: AgentRec) -> None:
+        log.warning("agent %s (%s): machine DOWN for maintenance", agent.id, agent.hostname)
+        self.counters["slave_removals"] += 1
+        self.rescind_agent_offers(agent)
+        del self.agents[agent.id]
+        self.registry_agents.pop(agent.id, None)
+        for fw in self.frameworks.values():
+            for task in list(fw.tasks.values()):
+                if task.agent_id != agent.id or C.is_terminal(task.state):
+                    continue
+                self.master_update(
+                    fw,
+                    task,
+                    "TASK_GONE_BY_OPERATOR" if fw.partition_aware else "TASK_LOST",
+                    "REASON_SLAVE_REMOVED_BY_OPERATOR",
+                    "Agent is DOWN for maintenance",
+                )
+        self.ctx.state.record_event(
+            "agent.removed", agent_id=agent.id, hostname=agent.hostname, reason="maintenance"
+        )
+        self.broadcast({"type": "FAILURE", "failure": {"agent_id": {"value": agent.id}}})
+        self.spawn(
+            self.send_agent(
+                agent, "ShutdownMessage", {"message": "Machine is DOWN for maintenance"}
+            )
+        )
+        self.spawn(self.save_registry())
+
+    async def machines_up(self, machines: Any) -> None:
+        """``/machine/up``: maintenance ends; the machines leave the schedule."""
+        keys = self.schedule.up(machines)
+        await self.save_registry()
+        self.ctx.state.record_event(
+            "maintenance.up", machines=[maintenance.machine_json(k) for k in keys]
+        )
+
+    async def drain_agent(self, body: dict[str, Any]) -> CallError | None:
+        """The v1 DRAIN_AGENT call: deactivate the agent and kill its tasks; DRAINED when done."""
+        aid = ((body.get("agent_id") or {}).get("value")) or ""
+        if not aid:
+            return CallError(
+                400, "Failed to validate master::Call: Expecting 'agent_id' to be present"
+            )
+        agent = self.agents.get(aid)
+        if agent is None and aid not in self.unreachable:
+            return CallError(404, f"Agent {aid} not found")
+        if aid in self.gone:
+            return CallError(400, f"Agent {aid} has been marked gone")
+        config: dict[str, Any] = {"mark_gone": bool(body.get("mark_gone", False))}
+        grace = body.get("max_grace_period")
+        if grace is not None:
+            seconds = _duration_seconds(grace)
+            if seconds is None or seconds < 0:
+                return CallError(400, f"Invalid 'max_grace_period': {grace!r}")
+            config["max_grace_period"] = {"nanoseconds": int(seconds * 1e9)}
+        # A repeated call drains again with the new configuration (DRAINED when no task is left).
+        info = {"state": "DRAINING", "config": config}
+        self.drains[aid] = info
+        self.deactivated.add(aid)
+        await self.save_registry()
+        log.warning("agent %s is draining", aid)
+        self.ctx.state.record_event("agent.draining", agent_id=aid, config=config)
+        if agent is not None:
+            agent.deactivated = True
+            agent.drain_info = info
+            self.rescind_agent_offers(agent)
+            await self.drain_tasks(agent)
+        return None
+
+    async def drain_tasks(self, agent: AgentRec) -> None:
+        info = agent.drain_info or {}
+        cap = _duration_seconds((info.get("config") or {}).get("max_grace_period"))
+        for task in list(agent.tasks.values()):
+            if C.is_terminal(task.state):
+                continue
+            message: dict[str, Any] = {
+                "framework_id": {"value": task.framework_id},
+                "task_id": {"value": task.id},
+                "drain": True,
+            }
+            if cap is not None:
+                message["max_grace_period_seconds"] = cap
+            self.spawn(self.send_agent(agent, "KillTaskMessage", message))
+        self.check_drained(agent)
+
+    def check_drained(self, agent: AgentRec) -> None:
+        info = agent.drain_info
+        if info is None or info["state"] != "DRAINING":
+            return
+        if any(not C.is_terminal(t.state) for t in agent.tasks.values()):
+            return
+        info["state"] = "DRAINED"
+        log.info("agent %s is drained", agent.id)
+        self.ctx.state.record_event("agent.drained", agent_id=agent.id, hostname=agent.hostname)
+        self.spawn(self.save_registry())
+        if (info.get("config") or {}).get("mark_gone"):
+            self.spawn(self.mark_agent_gone(agent.id))
+
+    async def set_deactivated(self, body: dict[str, Any], deactivate: bool) -> CallError | None:
+        """DEACTIVATE_AGENT (no offers) and REACTIVATE_AGENT (offers again, drain ended)."""
+        aid = ((body.get("agent_id") or {}).get("value")) or ""
+        if not aid:
+            return CallError(
+                400, "Failed to validate master::Call: Expecting 'agent_id' to be present"
+            )
+        agent = self.agents.get(aid)
+        if agent is None and aid not in self.unreachable and aid not in self.registry_agents:
+            return CallError(404, f"Agent {aid} not found")
+        if deactivate:
+            self.deactivated.add(aid)
+        else:
+            self.deactivated.discard(aid)
+            self.drains.pop(aid, None)
+        if agent is not None:
+            agent.deactivated = deactivate
+            if not deactivate:
+                agent.drain_info = None
+            else:
+                self.rescind_agent_offers(agent)
+        await self.save_registry()
+        self.ctx.state.record_event(
+            "agent.deactivated" if deactivate else "agent.reactivated", agent_id=aid
+        )
+        self.allocate_now.set()
+        return None
+
+    async def h_maintenance_schedule(self, request: web.Request) -> web.Response:
+        unavailable = self.leader_required(request)
+        if unavailable:
+            return unavailable
+        if request.method == "GET":
+            return json_response({"windows": self.schedule.windows})
+        try:
+            await self.update_schedule(await read_json(request))
+        except maintenance.MaintenanceError as exc:
+            return web.Response(status=400, text=str(exc))
+        return web.Response(status=200)
+
+    async def h_maintenance_status(self, request: web.Request) -> web.Response:
+        return self.leader_required(request) or json_response(self.schedule.status())
+
+    async def h_machine(self, request: web.Request) -> web.Response:
+        unavailable = self.leader_required(request)
+        if unavailable:
+            return unavailable
+        body = await read_json(request)
+        try:
+            if request.path.endswith("/down"):
+                await self.machines_down(body)
+            else:
+                await self.machines_up(body)
+        except maintenance.MaintenanceError as exc:
+            return web.Response(status=400, text=str(exc))
+        return web.Response(status=200)
+
+    async def maintenance_call(self, kind: str, call: dict[str, Any]) -> web.Response | None:
+        """The v1 operator calls of maintenance and draining (None: not one of them)."""
+        try:
+            if kind == "GET_MAINTENANCE_STATUS":
+                return json_response(
+                    {"type": kind, "get_maintenance_status": {"status": self.schedule.status()}}
+                )
+            if kind == "GET_MAINTENANCE_SCHEDULE":
+                schedule = {"windows": self.schedule.windows} if self.schedule.windows else {}
+                return json_response(
+                    {"type": kind, "get_maintenance_schedule": {"schedule": schedule}}
+                )
+            if kind == "UPDATE_MAINTENANCE_SCHEDULE":
+                body = call.get("update_maintenance_schedule") or {}
+                await self.update_schedule(body.get("schedule") or {})
+                return web.Response(status=202)
+            if kind in ("START_MAINTENANCE", "STOP_MAINTENANCE"):
+                key = "start_maintenance" if kind == "START_MAINTENANCE" else "stop_maintenance"
+                machines = (call.get(key) or {}).get("machines")
+                if kind == "START_MAINTENANCE":
+                    await self.machines_down(machines)
+                else:
+                    await self.machines_up(machines)
+                return web.Response(status=202)
+        except maintenance.MaintenanceError as exc:
+            return web.Response(status=400, text=str(exc))
+        error: CallError | None
+        if kind == "DRAIN_AGENT":
+            error = await self.drain_agent(call.get("drain_agent") or {})
+        elif kind == "DEACTIVATE_AGENT":
+            error = await self.set_deactivated(call.get("deactivate_agent") or {}, True)
+        elif kind == "REACTIVATE_AGENT":
+            error = await self.set_deactivated(call.get("reactivate_agent") or {}, False)
+        else:
+            return None
+        if error is not None:
+            return web.Response(status=error.status, text=error.message)
+        return web.Response(status=200)
 
     # ---- HTTP: read-only endpoints ----------------------------------------------------
     def leader_required(self, request: web.Request) -> web.Response | None:
@@ -1783,6 +2047,9 @@ class Master:
             if err is not None:
                 return web.Response(status=err.status, text=err.message)
             return web.Response(status=200)
+        handled = await self.maintenance_call(kind, call)
+        if handled is not None:
+            return handled
         return web.Response(
             status=400,
             text=f"Failed to validate master::Call: call type {kind} is not supported by this cluster",
@@ -1809,6 +2076,12 @@ class Master:
             r.add_get(path, self.h_health)
         for path in ("/master/redirect", "/redirect"):
             r.add_get(path, self.h_redirect)
+        for prefix in ("/master", ""):
+            r.add_get(f"{prefix}/maintenance/schedule", self.h_maintenance_schedule)
+            r.add_post(f"{prefix}/maintenance/schedule", self.h_maintenance_schedule)
+            r.add_get(f"{prefix}/maintenance/status", self.h_maintenance_status)
+            r.add_post(f"{prefix}/machine/down", self.h_machine)
+            r.add_post(f"{prefix}/machine/up", self.h_machine)
         r.add_get("/version", self.h_version)
         r.add_get("/metrics/snapshot", self.h_metrics)
         return app
@@ -1836,6 +2109,20 @@ class Master:
 
 def _allocatable(res: Resources) -> bool:
     return res.scalar("cpus") >= MIN_CPUS or res.scalar("mem") >= MIN_MEM
+
+
+def _duration_seconds(value: Any) -> float | None:
+    """A v1 DurationInfo (``{"nanoseconds": N}``, or ``{"seconds": N}`` as the docs show)."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        if "nanoseconds" in value:
+            return int(value["nanoseconds"]) / 1e9
+        if "seconds" in value:
+            return float(value["seconds"])
+    except (TypeError, ValueError):
+        return None
+    return None
 
 
 def _split_hostport(pid: str) -> tuple[str, int]:

@@ -186,3 +186,28 @@ def test_rebuild_agent_keeping_its_disk_keeps_its_id(state: Path) -> None:
     assert "rebuilt agent-1 with its disk" in out
     st = wait_for(state, lambda st: node(st, "agent-1")["registered"])
     assert node(st, "agent-1")["agent_id"] == before["agent_id"]
+
+
+def test_drain_and_maintenance_from_the_cli(state: Path) -> None:
+    """drain -> faults -> heal; maintenance schedule -> status -> down -> up."""
+    f = pg(state, "drain", "agent-3", "--json")
+    assert (f["kind"], f["target"]) == ("drain", "agent-3")
+    assert [x["id"] for x in pg(state, "faults", "--json")] == [f["id"]]
+    assert "reverted" in pg(state, "heal", "agent-3").stdout
+    cp = pg(state, "drain", "coordinator-1", check=1)
+    assert "drain applies to agents" in cp.stderr and "agent-1" in cp.stderr
+
+    assert pg(state, "maintenance", "status", "--json") == []
+    (st,) = pg(state, "maintenance", "schedule", "agent-3", "--duration", "60", "--json")
+    assert (st["node"], st["mode"], st["unavailability_duration"]) == ("agent-3", "DRAINING", 60)
+    assert "DRAINING" in pg(state, "maintenance", "status").stdout
+    cp = pg(state, "maintenance", "down", "agent-1", check=1)
+    assert "not part of a maintenance schedule" in cp.stderr
+    (st,) = pg(state, "maintenance", "down", "agent-3", "--json")
+    assert st["mode"] == "DOWN"
+    assert node(pg(state, "status", "--json"), "agent-3")["state"] == "stopped"
+    assert pg(state, "maintenance", "up", "agent-3", "--json") == ["agent-3"]
+    assert pg(state, "maintenance", "status", "--json") == []
+    wait_for(state, healthy)
+    cp = pg(state, "maintenance", "up", check=2)
+    assert "Missing argument" in cp.stderr
