@@ -33,6 +33,7 @@ import httpx
 from playground.backends.base import Backend, BackendError, NodeInfo
 from playground.cluster import network
 from playground.cluster.statedir import StateDir, atomic_write
+from playground.errors import PlaygroundError
 
 SCHEMA_VERSION = 1
 KINDS = ("crash", "stop", "partition", "agent-restart")
@@ -411,7 +412,7 @@ class Faults:
         info = self.resolve(node, nodes)
         faults = [f for f in self.active() if f.target == info.name]
         if not faults and info.state != "running":
-            self.backend.start(info.name)
+            self._start(info.name)
         return self._revert(faults, nodes)
 
     def revert_due(self) -> list[Fault]:
@@ -433,8 +434,34 @@ class Faults:
         done = self._mark_reverted({f.id for f in others})
         targets = sorted({f.target for f in down}, key=lambda t: order.get(t, len(order)))
         for target in targets:
-            self.backend.start(target)
+            self._start(target)
         return done + self._mark_reverted({f.id for f in down})
+
+    def _start(self, node: str) -> None:
+        """Start a node; if it stops at once, say why (from its log) and what to do."""
+        try:
+            self.backend.start(node)
+        except PlaygroundError as exc:
+            why = self._last_error(node)
+            if why is None:
+                raise
+            hint = exc.hint
+            if "marked gone" in why:
+                hint = f"`playground rebuild {node}` brings it back with a clean disk and a new id"
+            elif "DOWN for maintenance" in why:
+                hint = f"`playground maintenance up {node}` ends its maintenance and starts it"
+            raise FaultError(f"{exc}: {why}", hint=hint) from None
+
+    def _last_error(self, node: str) -> str | None:
+        """The last ERROR line of a node's log (its own words on why it stopped)."""
+        try:
+            lines = self.state.node_log(node).read_text(errors="replace").splitlines()[-50:]
+        except OSError:
+            return None
+        for line in reversed(lines):
+            if " ERROR " in line:
+                return line.split(": ", 1)[-1].strip()
+        return None
 
     # ---- rebuilding -----------------------------------------------------------------
     def rebuild(self, node: str, keep_disk: bool = False, wait: float = 20.0) -> Rebuild:
@@ -479,7 +506,7 @@ class Faults:
             if self.state.root.resolve() not in work.parents:
                 raise FaultError(f"{work} is outside the state directory; not deleting it")
             shutil.rmtree(work, ignore_errors=True)
-        self.backend.start(info.name)
+        self._start(info.name)
         reverted = self._mark_reverted({f.id for f in self.active() if f.target == info.name})
         new_id = self._wait_registered(info, old_id, keep_disk, wait) if is_agent else None
         result = Rebuild(

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from playground.backends import EmbeddedBackend
-from playground.chaos.faults import Faults
+from playground.chaos.faults import FaultError, Faults
 from playground.cluster import procs
 from tests.integration.test_scheduler_api import agent_id_of, master_url, offer_on, sandbox_pid
 from tests.support.v1scheduler import V1Scheduler, task_info
@@ -80,6 +80,11 @@ def test_mark_agent_gone_ends_tasks_and_the_agent_for_good(cluster: EmbeddedBack
             timeout=5,
         )
         assert back.status_code == 403 and "gone" in back.text
+
+        # The same machine cannot return with its disk: the error says why and what to do.
+        with pytest.raises(FaultError, match="marked gone") as err:
+            Faults(cluster).rebuild("agent-3", keep_disk=True)
+        assert err.value.hint and "clean disk" in err.value.hint
 
         # A clean-disk rebuild: same name and address, a new agent id; the cluster is whole.
         res = Faults(cluster).rebuild("agent-3")
