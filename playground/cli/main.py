@@ -10,6 +10,7 @@ from playground.cli import chaos as chaos_cmds
 from playground.cli import cluster as cluster_cmds
 from playground.cli import faults as fault_cmds
 from playground.cli import maintenance as maintenance_cmds
+from playground.cli import monitor as monitor_cmds
 from playground.cli.common import state_dir_option
 from playground.cli.doctor import doctor
 from playground.cli.task import task
@@ -46,6 +47,8 @@ for cmd in (
     maintenance_cmds.drain,
     maintenance_cmds.maintenance,
     chaos_cmds.chaos,
+    monitor_cmds.tickets,
+    monitor_cmds.monitoring,
 ):
     main.add_command(cmd)
 

@@ -28,6 +28,7 @@ WELL_KNOWN = {
     "agent": 5051,
     "public-agent": 5051,
     "marathon": 8080,
+    "monitor": 9090,  # Prometheus's default port
 }
 #: Host offset of each role inside a block.
 ROLE_BASE = {

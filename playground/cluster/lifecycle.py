@@ -26,7 +26,7 @@ from playground.errors import PlaygroundError
 
 #: How long ``up`` waits for the cluster to become healthy (wall seconds).
 UP_TIMEOUT = 60.0
-START_ORDER = ("coordinator", "master", "agent", "public-agent", "marathon")
+START_ORDER = ("coordinator", "master", "agent", "public-agent", "marathon", "monitor")
 
 Progress = Callable[[str], None]
 
@@ -429,6 +429,8 @@ class Cluster:
             info["endpoints"]["master"] = None
         for m in topo.by_role("marathon"):
             info["endpoints"]["marathon"] = self.address(rec, m.name).url
+        for m in topo.by_role("monitor"):
+            info["endpoints"]["monitor"] = self.address(rec, m.name).url
         registered = {}
         if state is not None:
             for s in state.get("slaves", []):

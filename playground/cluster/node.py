@@ -82,7 +82,8 @@ def preload() -> None:
     import playground.coordinator.server
     import playground.marathon.server
     import playground.mesos.agent
-    import playground.mesos.master  # noqa: F401
+    import playground.mesos.master
+    import playground.monitor.server  # noqa: F401
 
 
 async def _serve(ctx: NodeContext) -> int:
@@ -98,6 +99,8 @@ async def _serve(ctx: NodeContext) -> int:
         from playground.mesos.agent import serve
     elif role == "marathon":
         from playground.marathon.server import serve
+    elif role == "monitor":
+        from playground.monitor.server import serve
     else:
         log.error("no implementation for role %s", role)
         return 2

@@ -20,6 +20,7 @@ def test_default_topology() -> None:
         "agent-3",
         "public-agent-1",
         "marathon-1",
+        "monitor-1",
     ]
     assert [n.zone for n in topo.by_role("agent")] == ["a", "b", "c"]
     assert topo.quorum == 1
@@ -68,6 +69,10 @@ def test_topology_by_path(tmp_path: Path) -> None:
         (
             "name: x\nnodes:\n - {name: coordinator-1, role: coordinator}\n - {name: master-1, role: master}\n - {name: agent-1, role: agent, resources: 'cpus:x'}\n",
             "bad scalar",
+        ),
+        (
+            "name: x\nnodes:\n - {name: coordinator-1, role: coordinator}\n - {name: master-1, role: master}\n - {name: agent-1, role: agent}\n - {name: monitor-1, role: monitor}\n - {name: monitor-2, role: monitor}\n",
+            "at most one monitor node",
         ),
     ],
 )
