@@ -1052,6 +1052,21 @@ class Marathon:
         app = self.apps.get(inst.app_id)
         if state == "TASK_RUNNING":
             inst.unreachable_since = None
+            if inst.inactive:
+                # Back from a partition before it was expunged: the instance counts again,
+                # and the app's surplus is killed by its killSelection (housekeeping).
+                inst.inactive = False
+                log.info("instance %s is reachable again", inst.instance_id)
+                self.emit(
+                    "instance_changed_event",
+                    instanceId=inst.instance_id,
+                    condition="Running",
+                    runSpecId=inst.app_id,
+                    agentId=inst.agent_id or "",
+                    host=inst.hostname or "",
+                    runSpecVersion=inst.version,
+                )
+                self.save_soon()
             if inst.started_at is None:
                 inst.started_at = time.time()
             # (also after a Marathon restart: reconciliation reports the running tasks)

@@ -124,3 +124,50 @@ def test_partitioned_marathon_loses_its_subscription_and_keeps_its_tasks(
     wait_until(framework_active, 15, desc="Marathon re-subscribed")
     assert marathon.info()["frameworkId"] == fid
     assert [t["id"] for t in marathon.tasks("/part/keep")] == [task["id"]]
+
+
+def test_a_task_returning_before_expunge_counts_again_and_the_surplus_is_killed(
+    cluster: EmbeddedBackend, marathon: Marathon, faults: Faults
+) -> None:
+    """inactiveAfterSeconds short, expungeAfterSeconds long: a replacement starts; when the
+    partition heals the old task is reported running again (reconciliation) and Marathon
+    kills the surplus by the app's killSelection (YoungestFirst: the replacement)."""
+    app = app_def(
+        "/part/back",
+        HTTP_CMD,
+        instances=1,
+        unreachableStrategy={"inactiveAfterSeconds": 1, "expungeAfterSeconds": 100000},
+    )
+    (old,) = marathon.deploy(app)
+    node = node_of_host(cluster, old["host"])
+    faults.break_node(node, "partition")
+
+    def replacement() -> dict[str, Any] | None:
+        return next(
+            (
+                t
+                for t in marathon.tasks("/part/back")
+                if t["state"] == "TASK_RUNNING" and t["id"] != old["id"]
+            ),
+            None,
+        )
+
+    new = wait_until(replacement, 20, desc="a replacement for the unreachable instance")
+    # The inactive instance is not listed; its task still runs behind the partition.
+    assert task_state(marathon, "/part/back", old["id"]) is None
+    assert agent_task_states(cluster, node)[old["id"]] == "TASK_RUNNING"
+
+    faults.heal(node)
+    # Marathon's reconciliation (600 s real, 12 s at this time scale) finds the old task.
+    wait_until(
+        lambda: [t["id"] for t in marathon.tasks("/part/back")] == [old["id"]],
+        40,
+        desc="the surplus (the younger replacement) killed, the returning task kept",
+    )
+    assert task_state(marathon, "/part/back", old["id"]) == "TASK_RUNNING"
+    new_node = node_of_host(cluster, new["host"])
+    wait_until(
+        lambda: agent_task_states(cluster, new_node).get(new["id"]) == "TASK_KILLED",
+        10,
+        desc="the replacement's process killed",
+    )
