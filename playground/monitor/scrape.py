@@ -208,7 +208,27 @@ class Scraper:
 
         async def work() -> None:
             nonlocal elected
-            snap = await self._get_json(f"{node.url}/metrics/snapshot")
+            status, body = await self.fetch(f"{node.url}/metrics/snapshot")
+            if status == 503:
+                # No leader anywhere (quorum lost): the master answers only its health.
+                await self._get(f"{node.url}/master/health")
+                r.samples.append(
+                    Sample(
+                        {
+                            NAME: "mesos_master_elected",
+                            "job": "mesos-master",
+                            "instance": node.name,
+                        },
+                        0.0,
+                    )
+                )
+                return
+            if status >= 300:
+                raise FetchError(f"HTTP {status}")
+            try:
+                snap = json.loads(body)
+            except ValueError as exc:
+                raise FetchError(f"not JSON: {exc}") from None
             for key, value in sorted(snap.items()):
                 if isinstance(value, int | float):
                     name = "mesos_" + exposition.metric_name(key)
