@@ -18,6 +18,7 @@ __all__ = [
     "tasks_healthy",
     "tasks_running",
     "wait_app_healthy",
+    "wait_tasks_running",
 ]
 
 
@@ -187,18 +188,48 @@ def ensure_tasks_survived(app_id: str, configuration: dict[str, Any] | None = No
     return len(tasks)
 
 
-def ensure_app_avoids_broken_nodes(app_id: str, configuration: dict[str, Any] | None = None) -> int:
-    """No running task of the app is on a node this run broke (crashed, drained, ...).
+def ensure_app_avoids_broken_nodes(
+    app_id: str, within: float = 0, configuration: dict[str, Any] | None = None
+) -> int:
+    """No running task of the app is on a node this run broke (crashed, partitioned, drained).
 
-    Fails the activity naming the tasks that are; returns how many tasks run elsewhere.
+    Waits up to ``within`` cluster seconds for it (0: checks once), then fails the activity
+    naming the tasks that still are. Returns how many tasks run elsewhere.
     """
     broken = {f.target for f in ext.remembered()}
     if not broken:
         raise ext.fail("this run broke nothing yet: no node to avoid")
-    nodes = ext.task_nodes_by_task(configuration, app_id)
-    on_broken = sorted(tid for tid, node in nodes.items() if node in broken)
-    if on_broken:
+    on_broken: list[str] = []
+
+    def ok() -> int:
+        nonlocal on_broken
+        nodes = ext.task_nodes_by_task(configuration, app_id)
+        on_broken = sorted(tid for tid, node in nodes.items() if node in broken)
+        return 0 if on_broken else max(len(nodes), 1)
+
+    wall = ext.wall_seconds(configuration, within) if within else 0.0
+    count, waited = ext.poll(ok, wall, interval=0.25)
+    if not count:
         raise ext.fail(
-            f"task(s) of {app_id} still on {', '.join(sorted(broken))}: {', '.join(on_broken)}"
+            f"after {waited:.1f}s task(s) of {app_id} still run on {', '.join(sorted(broken))}: "
+            + ", ".join(on_broken)
         )
-    return len(nodes)
+    return int(count)
+
+
+def wait_tasks_running(
+    app_id: str, count: int, within: float = 300, configuration: dict[str, Any] | None = None
+) -> int:
+    """Wait up to ``within`` cluster seconds until exactly ``count`` tasks of the app run
+    (e.g. Marathon has noticed that the tasks of a lost zone are gone); fails otherwise."""
+    last = -1
+
+    def ok() -> bool:
+        nonlocal last
+        last = tasks_running(app_id, configuration)
+        return last == int(count)
+
+    done, waited = ext.poll(ok, ext.wall_seconds(configuration, within), interval=0.25)
+    if not done:
+        raise ext.fail(f"{app_id} has {last} running task(s), not {count}, after {waited:.1f}s")
+    return last

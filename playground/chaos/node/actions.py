@@ -128,21 +128,35 @@ def reboot_node(
     return out
 
 
-def heal_node(node: str = "", configuration: dict[str, Any] | None = None) -> list:
+def heal_node(
+    node: str = "", within: float = 120, configuration: dict[str, Any] | None = None
+) -> list:
     """Revert faults: of ``node``, or (without one) every fault this experiment run broke.
 
-    Nodes start again with their disks; returns the reverted faults.
+    Nodes start again with their disks; healed agents must be registered again within
+    ``within`` cluster seconds. Returns the reverted faults.
     """
     reg = ext.faults(configuration)
     if node:
         reverted = reg.heal(node)
         ext.forget({f.id for f in reverted})
-        return [f.to_dict() for f in reverted]
-    mine = {f.id for f in ext.remembered()}
-    reverted = []
-    for target in dict.fromkeys(f.target for f in reg.active() if f.id in mine):
-        reverted += reg.heal(target)
-    ext.forget()
+    else:
+        mine = {f.id for f in ext.remembered()}
+        reverted = []
+        for target in dict.fromkeys(f.target for f in reg.active() if f.id in mine):
+            reverted += reg.heal(target)
+        ext.forget()
+    agents = {n.name for n in reg.backend.nodes() if n.role in faults_mod.AGENT_ROLES}
+    waiting = sorted({f.target for f in reverted} & agents)
+    if waiting:
+
+        def registered() -> bool:
+            ok = {n["name"] for n in ext.agent_nodes(configuration) if n.get("registered")}
+            return set(waiting) <= ok
+
+        done, waited = ext.poll(registered, ext.wall_seconds(configuration, within))
+        if not done:
+            raise ext.fail(f"healed, but not registered again after {waited:.1f}s: {waiting}")
     return [f.to_dict() for f in reverted]
 
 
