@@ -17,6 +17,8 @@ import enum
 import json
 import logging
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,8 +155,10 @@ def verdict(journal: dict[str, Any]) -> tuple[bool, list[str]]:
         reasons.append("the steady state deviated after the method: " + _failed_probe(after))
     for section, label in (("run", "method activity"), ("rollbacks", "rollback")):
         for run in journal.get(section) or []:
-            if run.get("status") != "succeeded":
-                name = (run.get("activity") or {}).get("name", "?")
+            name = (run.get("activity") or {}).get("name", "?")
+            if run.get("status") is None:
+                reasons.append(f"{label} {name} was interrupted")
+            elif run.get("status") != "succeeded":
                 reasons.append(f"{label} {name} failed: {_last_line(run.get('exception'))}")
     return not reasons, reasons
 
@@ -201,6 +205,41 @@ class _Collect(logging.Handler):
         msg = record.getMessage().strip()
         if msg and msg not in self.messages:
             self.messages.append(msg)
+
+
+def _sigterm_as_ctrl_c(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _signal_handler(say: Callable[[str], None]) -> Any:
+    """SIGTERM aborts a run as Ctrl-C does; neither can cut the rollbacks short.
+
+    chaoslib turns SIGTERM into an exception that a Python activity swallows as its own
+    failure (the method then goes on); KeyboardInterrupt ends the run at once instead, and
+    the rollback strategy ``always`` plays the rollbacks. While they run, SIGINT and
+    SIGTERM are ignored so the cluster is not left broken (SIGKILL still ends the run).
+    """
+    from chaoslib.run import RunEventHandler
+
+    def ignore(signum: int, _frame: Any) -> None:
+        say(f"{signal.Signals(signum).name} ignored: the rollbacks are running")
+
+    class Signals(RunEventHandler):
+        saved: dict[int, Any] = {}
+
+        def running(self, *args: Any) -> None:
+            signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
+
+        def start_rollbacks(self, experiment: Any) -> None:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, ignore)
+
+        def rollbacks_completed(self, experiment: Any, journal: Any) -> None:
+            for sig, handler in self.saved.items():
+                signal.signal(sig, handler)
+            self.saved.clear()
+
+    return Signals()
 
 
 def _event_handler(say: Callable[[str], None]) -> Any:
@@ -261,14 +300,20 @@ def run(
         lg.addHandler(file_handler)
         lg.addHandler(collect)
     path = journal_path(state_dir, name)
+    handlers = [_event_handler(say)] if say else []
+    if threading.current_thread() is threading.main_thread():
+        handlers.append(_signal_handler(say or (lambda _msg: None)))
+    saved_int = signal.getsignal(signal.SIGINT)
     try:
         journal = run_experiment(
             experiment,
             settings=SETTINGS,
             experiment_vars=({"state_dir": str(state_dir)}, None),
-            event_handlers=[_event_handler(say)] if say else None,
+            event_handlers=handlers,
         )
     finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, saved_int)
         for lg, level, propagate in saved:
             lg.removeHandler(file_handler)
             lg.removeHandler(collect)
@@ -285,7 +330,7 @@ def run(
 # ---- summary ----------------------------------------------------------------------------------
 def _run_line(run: dict[str, Any]) -> str:
     act = run.get("activity") or {}
-    mark = "ok" if run.get("status") == "succeeded" else str(run.get("status"))
+    mark = "ok" if run.get("status") == "succeeded" else str(run.get("status") or "interrupted")
     if run.get("tolerance_met") is False:
         mark = "NOT MET"
     line = f"  {act.get('type', '?'):<7}{act.get('name', '?')}: {mark}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -121,6 +122,32 @@ def test_chaostoolkits_own_chaos_run_uses_the_extension(scratch: Path, state: Pa
     journal = json.loads((out / "ctk-journal.json").read_text())
     assert journal["status"] == "completed" and not journal["deviated"]
     assert journal["steady_states"]["after"]["steady_state_met"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_aborted_run_still_rolls_back(scratch: Path, state: Path, sig: signal.Signals) -> None:
+    """SIGTERM or Ctrl-C in the middle of the method: the rollbacks heal and clean up."""
+    env = dict(os.environ, HOME=str(scratch), PLAYGROUND_STATE_DIR=str(state))
+    p = subprocess.Popen(
+        [*playground_cmd(), "chaos", "run", "CrashOneNode"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=scratch,
+    )  # fmt: skip
+    assert p.stderr is not None
+    seen = []
+    for line in p.stderr:
+        seen.append(line)
+        if "probe-app-recovers" in line:  # the node is crashed; recovery is awaited
+            break
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1, "".join(seen) + out + err
+    assert "status interrupted" in out and "heal-what-the-experiment-broke: ok" in out
+    assert "remove-the-probe-app: ok" in out
+    assert json.loads(pg(scratch, state, "faults", "--json").stdout) == []
+    status = json.loads(pg(scratch, state, "status", "--json").stdout)
+    assert all(n["state"] == "running" for n in status["nodes"])
+    journal = sorted((state / "chaos" / "journals").glob("*-CrashOneNode.json"))[-1]
+    assert json.loads(journal.read_text())["status"] == "interrupted"
 
 
 def test_monkey_breaks_and_reverts_everything(scratch: Path, state: Path) -> None:
