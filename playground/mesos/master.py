@@ -1250,6 +1250,18 @@ class Master:
                 if known is not None:
                     statuses.append(self.reconcile_status(known))
                     continue
+                if (
+                    aid
+                    and aid in self.registry_agents
+                    and aid not in self.agents
+                    and aid not in self.unreachable
+                    and aid not in self.gone
+                ):
+                    # Recovered from the registry after a failover but not re-registered
+                    # yet: no answer -- the agent reports the task when it re-registers
+                    # (docs/reconciliation.md: "the master temporarily may not be able to
+                    # reply for a particular task").
+                    continue
                 if aid and aid in self.unreachable:
                     state = "TASK_UNREACHABLE" if fw.partition_aware else "TASK_LOST"
                 elif aid and aid in self.gone:

@@ -146,6 +146,13 @@ def test_ha_quorum_loss_marathon_disconnected_holds_deployments(
         assert "marathon.disconnected" in events
     finally:
         faults.heal()
+    # While the new leader waits for agents to re-register it does not answer for their
+    # tasks (no TASK_UNKNOWN): Marathon keeps seeing the task running.
+    holds(
+        lambda: [t["state"] for t in hm.tasks("/steady")] == ["TASK_RUNNING"],
+        2.0,
+        desc="the steady task stays TASK_RUNNING through the recovery",
+    )
     wait_until(lambda: hm.deployment(dep) is None, 30, desc="the held deployment finishing")
     hm.wait_running("/held", 1)
     (again,) = hm.wait_running("/steady", 1)
