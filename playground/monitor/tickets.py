@@ -117,19 +117,20 @@ class IncidentLog:
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
-            # Keep the unreadable file for a human; start a new log beside it.
-            broken = self.path.with_name(self.path.name + ".unreadable")
-            self.path.replace(broken)
-            raise TicketLogError(f"{self.path} was unreadable ({exc}); moved to {broken}") from None
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise TicketLogError(
-                f"{self.path} has schema_version {data.get('schema_version')}; "
-                f"this kit reads {SCHEMA_VERSION}"
-            )
+            self._set_aside(f"unreadable ({exc})")
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+            version = data.get("schema_version") if isinstance(data, dict) else None
+            self._set_aside(f"of schema_version {version}; this kit reads {SCHEMA_VERSION}")
         self.tickets = list(data.get("tickets", []))
         self.open = dict(data.get("open", {}))
         self.alerts = list(data.get("alerts", []))
         self.next_id = int(data.get("next_id", len(self.tickets) + 1))
+
+    def _set_aside(self, why: str) -> None:
+        """Keep a file this kit cannot read for a human; the log starts anew beside it."""
+        kept = self.path.with_name(self.path.name + ".unreadable")
+        self.path.replace(kept)
+        raise TicketLogError(f"{self.path} was {why}; moved to {kept}")
 
     def save(self, alerts: Iterable[Alert] | None = None) -> None:
         if alerts is not None:

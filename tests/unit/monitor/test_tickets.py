@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from playground.monitor.alerts import Alert
-from playground.monitor.tickets import FIELDS, IncidentLog, detected_after, epoch, iso
+from playground.monitor.tickets import (
+    FIELDS,
+    IncidentLog,
+    TicketLogError,
+    detected_after,
+    epoch,
+    iso,
+)
 
 NODES = ["master-1", "agent-1", "agent-2", "marathon-1"]
 
@@ -70,6 +79,17 @@ def test_persist_and_reload_without_duplicates(tmp_path: Path) -> None:
     assert restored.fingerprint == a.fingerprint and restored.state == "firing"
     assert json.loads(path.read_text())["schema_version"] == 1
     assert not list(path.parent.glob(".*tmp")), "written atomically (no temp file left)"
+
+
+def test_unreadable_log_is_set_aside(tmp_path: Path) -> None:
+    """A torn or foreign tickets file is kept beside a new log, with the reason."""
+    path = tmp_path / "tickets.json"
+    for content in ("{not json", '{"schema_version": 99}'):
+        path.write_text(content)
+        with pytest.raises(TicketLogError, match="moved to"):
+            IncidentLog(path)
+        assert (tmp_path / "tickets.json.unreadable").read_text() == content
+        assert IncidentLog(path).listing() == []
 
 
 def test_orphans_resolve(tmp_path: Path) -> None:
