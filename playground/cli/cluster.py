@@ -153,6 +153,14 @@ def status(as_json: bool) -> None:
             extra = f"  {'registered' if n.get('registered') else 'not registered'}, {n.get('tasks', 0)} task(s)"
         if n.get("leading"):
             extra = "  leader"
+        if n["role"] == "marathon" and n["state"] == "running":
+            extra = "  " + (
+                "connected to the leading master"
+                if n.get("connected")
+                else "disconnected from Mesos: deployments wait for a leader"
+            )
+        if n.get("partitioned"):
+            extra += "  PARTITIONED (cut off from the other nodes)"
         state = click.style(n["state"], fg=STATE_COLORS.get(n["state"]))
         click.echo(
             f"{n['name']:<16}{n['role']:<14}{n['zone'] or '-':<6}{n['rack'] or '-':<6}"

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from playground.cluster import addresses as addr_mod
-from playground.cluster import procs
+from playground.cluster import network, procs
 from playground.cluster import topology as topo_mod
 from playground.cluster.statedir import StateDir
 from playground.errors import PlaygroundError
@@ -431,6 +431,9 @@ class Cluster:
             info["endpoints"]["marathon"] = self.address(rec, m.name).url
         for m in topo.by_role("monitor"):
             info["endpoints"]["monitor"] = self.address(rec, m.name).url
+        partitioned = {
+            n for p in network.read_table(self.state)["partitions"] for n in p.get("nodes", [])
+        }
         registered = {}
         if state is not None:
             for s in state.get("slaves", []):
@@ -475,6 +478,12 @@ class Cluster:
                 node["tasks"] = _agent_task_count(state, s["id"]) if s and state else 0
             if spec.role == "master":
                 node["leading"] = info["leader"] == spec.name
+            if spec.role == "marathon":
+                # Subscribed to the leading master (the master's view of the framework).
+                node["connected"] = alive and any(
+                    fw["name"] == "marathon" and fw["active"] for fw in info["frameworks"]
+                )
+            node["partitioned"] = spec.name in partitioned
             info["nodes"].append(node)
         return info
 

@@ -130,7 +130,10 @@ def test_a_timed_partition_is_reverted_by_the_reverter(state: Path) -> None:
     assert (f["kind"], f["target"], f["reverted_at"]) == ("partition", "agent-2", None)
     table = json.loads((state / "network.json").read_text())
     assert table["partitions"] == [{"id": f["id"], "nodes": ["agent-2"]}]
-    assert node(pg(state, "status", "--json"), "agent-2")["state"] == "running"
+    st = pg(state, "status", "--json")
+    assert node(st, "agent-2")["state"] == "running" and node(st, "agent-2")["partitioned"]
+    assert not node(st, "agent-1")["partitioned"]
+    assert "PARTITIONED" in pg(state, "status").stdout
 
     def registry() -> dict[str, Any]:
         return next(
@@ -148,7 +151,9 @@ def test_a_timed_partition_is_reverted_by_the_reverter(state: Path) -> None:
     reverted = [e for e in events if e["kind"] == "fault.reverted" and e["fault"] == f["id"]]
     assert [e["source"] for e in reverted] == ["fault-reverter"]
     # The agent answers the master again (it re-registers).
-    wait_for(state, healthy)
+    st = wait_for(state, healthy)
+    assert not node(st, "agent-2")["partitioned"] and node(st, "marathon-1")["connected"]
+    assert "connected to the leading master" in pg(state, "status").stdout
 
 
 def test_rebuild_agent_with_a_clean_disk_gets_a_new_id(state: Path) -> None:
