@@ -13,8 +13,8 @@ restarts loses no ticket, keeps its ``for:`` timers and opens no duplicate::
 
 A ticket's ``detected_after_s`` is the time from the fault that caused it (from
 ``STATE/faults.json``) to the ticket: for an alert about a node, the fault on that node;
-for one about an app or the whole cluster, the latest fault; only faults that were
-active when the alert became active count. ``null`` when no fault explains it.
+for one about an app or the whole cluster, the latest fault; only faults started before
+the ticket and not reverted before the alert became active count. ``null`` when no fault explains it.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ def detected_after(
             reverted = epoch(str(f["reverted_at"])) if f.get("reverted_at") else None
         except (KeyError, ValueError):
             continue
-        if started > active_at or (reverted is not None and reverted < active_at):
+        # Started before the ticket (a fault may begin while the alert is already pending,
+        # e.g. after a slow scrape) and not reverted before the alert became active.
+        if started > opened_at or (reverted is not None and reverted < active_at):
             continue
         candidates.append((started, f))
     if subject in set(nodes):

@@ -106,11 +106,13 @@ def test_detected_after_node_subject() -> None:
     faults = [fault("f-1", "agent-1", 90.0), fault("f-2", "agent-2", 92.5)]
     assert detected_after(faults, "agent-2", NODES, 99.0, 100.0) == 7.5
     assert detected_after(faults, "master-1", NODES, 99.0, 100.0) is None
-    # A fault reverted before the alert was active explains nothing; one started after it neither.
+    # A fault reverted before the alert was active explains nothing; one after the ticket neither.
     assert (
         detected_after([fault("f-3", "agent-2", 50.0, 60.0)], "agent-2", NODES, 99.0, 100.0) is None
     )
-    assert detected_after([fault("f-4", "agent-2", 99.5)], "agent-2", NODES, 99.0, 100.0) is None
+    assert detected_after([fault("f-4", "agent-2", 100.5)], "agent-2", NODES, 99.0, 100.0) is None
+    # One that began while the alert was already pending (after a slow scrape) counts.
+    assert detected_after([fault("f-6", "agent-2", 99.5)], "agent-2", NODES, 99.0, 100.0) == 0.5
     # Reverted after the alert became active (a --for that ran out) still counts.
     assert (
         detected_after([fault("f-5", "agent-2", 95.0, 99.5)], "agent-2", NODES, 99.0, 100.0) == 5.0
