@@ -126,7 +126,7 @@ def test_break_for_reverts_when_due(state: Path) -> None:
 
 def test_a_timed_partition_is_reverted_by_the_reverter(state: Path) -> None:
     """No command needs to run: the reverter process ends the partition on time."""
-    f = pg(state, "break", "agent-2", "--how", "partition", "--for", "1", "--json")
+    f = pg(state, "break", "agent-2", "--how", "partition", "--for", "4", "--json")
     assert (f["kind"], f["target"], f["reverted_at"]) == ("partition", "agent-2", None)
     table = json.loads((state / "network.json").read_text())
     assert table["partitions"] == [{"id": f["id"], "nodes": ["agent-2"]}]
