@@ -27,12 +27,14 @@ import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from yarl import URL
 
 from playground.cluster.statedir import StateDir, atomic_write
+
+if TYPE_CHECKING:  # aiohttp is imported when a node makes its hooks, not by the CLI
+    import aiohttp
 
 SCHEMA_VERSION = 1
 FILE_NAME = "network.json"
@@ -40,8 +42,21 @@ FILE_NAME = "network.json"
 REFRESH_SECONDS = 0.05
 
 
-class Partitioned(aiohttp.ClientConnectionError):
-    """A request to a peer this node is cut off from."""
+_partitioned: type[Exception] | None = None
+
+
+def partitioned_error() -> type[Exception]:
+    """The error of a request cut off by a partition (an ``aiohttp.ClientConnectionError``,
+    so a node's code handles it as any failed connection)."""
+    global _partitioned
+    if _partitioned is None:
+        import aiohttp
+
+        class Partitioned(aiohttp.ClientConnectionError):
+            """A request to a peer this node is cut off from."""
+
+        _partitioned = Partitioned
+    return _partitioned
 
 
 def table_path(state: StateDir) -> Path:
@@ -160,12 +175,15 @@ class Network:
     # ---- client hooks ---------------------------------------------------------------
     def trace_config(self) -> aiohttp.TraceConfig:
         """A client hook refusing requests to peers this node is cut off from."""
+        import aiohttp
+
+        error = partitioned_error()
 
         async def on_start(
             _session: aiohttp.ClientSession, _ctx: SimpleNamespace, params: Any
         ) -> None:
             if self.blocks(params.url):
-                raise Partitioned(f"{params.url.host}:{params.url.port}: network partition")
+                raise error(f"{params.url.host}:{params.url.port}: network partition")
 
         tc = aiohttp.TraceConfig()
         tc.on_request_start.append(on_start)

@@ -252,6 +252,12 @@ def _fork_node(state_dir: Path, node: str, log: Path) -> ProcRef:
     import playground.cluster.node as node_mod
 
     node_mod.preload()
+    # Park every object loaded so far outside the collector's generations: the nodes'
+    # garbage collections then do not touch (and so copy) the pages they share.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()

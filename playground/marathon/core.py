@@ -309,8 +309,16 @@ class Marathon:
 
     async def persist_loop(self) -> None:
         while not self.stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), 1.0)
+            # Wake on a change or on the stop (a clean stop must not wait out the timeout).
+            waits = {
+                asyncio.ensure_future(self._dirty.wait()),
+                asyncio.ensure_future(self.stop.wait()),
+            }
+            try:
+                await asyncio.wait(waits, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
             if self._dirty.is_set():
                 await asyncio.sleep(0.02)
                 self.save_now()

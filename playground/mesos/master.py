@@ -2068,8 +2068,15 @@ class Master:
         )
 
     # ---- wiring ---------------------------------------------------------------------
+    async def end_streams(self, _app: web.Application) -> None:
+        """On a clean stop, end the schedulers' event streams instead of waiting them out."""
+        for fw in self.frameworks.values():
+            if fw.queue is not None:
+                fw.queue.put_nowait(None)
+
     def app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.on_shutdown.append(self.end_streams)
         r = app.router
         r.add_post("/api/v1/scheduler", self.scheduler_api)
         r.add_post("/api/v1", self.operator_api)

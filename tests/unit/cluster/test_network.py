@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from playground.cluster import network
-from playground.cluster.network import Network, Partitioned
+from playground.cluster.network import Network, partitioned_error
 from playground.cluster.statedir import StateDir
 
 ADDRESSES = {
@@ -111,7 +111,7 @@ def test_the_client_hook_refuses_requests_across_a_partition(tmp_path: Path) -> 
                 async with s.get(f"http://127.0.0.1:{port}/ping") as r:
                     before = r.status
                 network.add_partition(StateDir(tmp_path), "f-1", ["b"])
-                with pytest.raises(Partitioned):
+                with pytest.raises(partitioned_error()):
                     await s.get(f"http://127.0.0.1:{port}/ping")
                 waited = asyncio.ensure_future(n.wait_cut_off(f"http://127.0.0.1:{port}/"))
                 await asyncio.wait_for(waited, 1.0)
