@@ -142,9 +142,11 @@ def faults(everything: bool, as_json: bool) -> None:
 @state_dir_option
 @handle_errors
 def heal(node: str | None, everything: bool, as_json: bool) -> None:
-    """Revert faults: start NODE (or, with --all, every broken node) again with its disk."""
-    if (node is None) == (not everything):
+    """Revert faults: start NODE (or, with --all or no NODE, every broken node) again with
+    its disk, end partitions and drains, restore the quorum."""
+    if node is not None and everything:
         raise click.UsageError("give a NODE or --all (not both)")
+    everything = node is None
     reg = _faults()
     reverted = reg.revert_due()
     reverted += reg.heal(None if everything else node)

@@ -63,7 +63,7 @@ def test_typos_are_errors(state: Path) -> None:
     )
     assert "exactly one of" in pg(state, "break", check=2).stderr
     assert "exactly one of" in pg(state, "break", "agent-1", "--leader", check=2).stderr
-    assert "NODE or --all" in pg(state, "heal", check=2).stderr
+    assert "nothing to heal" in pg(state, "heal").stdout
     cp = pg(state, "break", "master-1", "--how", "agent-restart", check=1)
     assert "agent-restart applies to agents" in cp.stderr
     assert pg(state, "faults", "--json") == []
@@ -217,3 +217,12 @@ def test_drain_and_maintenance_from_the_cli(state: Path) -> None:
     wait_for(state, healthy)
     cp = pg(state, "maintenance", "up", check=2)
     assert "Missing argument" in cp.stderr
+
+
+def test_heal_without_a_node_heals_everything(state: Path) -> None:
+    pg(state, "break", "agent-1", "--how", "partition")
+    healed = pg(state, "heal", "--json")
+    assert [(f["kind"], f["target"]) for f in healed] == [("partition", "agent-1")]
+    assert pg(state, "faults", "--json") == []
+    cp = pg(state, "heal", "agent-1", "--all", check=2)
+    assert "not both" in cp.stderr
