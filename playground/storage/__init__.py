@@ -1,0 +1,1 @@
+"""Storage: volumes, replicas, snapshots and backups (the storage node's building blocks)."""
