@@ -52,11 +52,14 @@ class ChunkStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    def put(self, data: bytes) -> PutResult:
-        """Store ``data`` once; storing the same content again writes nothing."""
+    def put(self, data: bytes, repair: bool = False) -> PutResult:
+        """Store ``data`` once; storing the same content again writes nothing.
+
+        With ``repair``, an existing chunk is checked and rewritten if it is corrupt (a
+        chunk found bad by :meth:`verify`, put again from a good copy)."""
         digest = hashlib.sha256(data).hexdigest()
         final = self.path(digest)
-        if final.is_file():
+        if final.is_file() and not (repair and digest in self.verify([digest])):
             return PutResult(digest, len(data), False)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f"{_TMP}{digest}.{os.getpid()}"
