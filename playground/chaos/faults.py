@@ -379,11 +379,16 @@ class Faults:
             )
         return master
 
-    def _operator(self, master: str, call: dict[str, Any]) -> httpx.Response:
+    def _operator(
+        self, master: str, call: dict[str, Any], ok_missing: bool = False
+    ) -> httpx.Response:
+        """A v1 operator call to the leading master; ``ok_missing``: a 404 is no error."""
         try:
             r = httpx.post(f"{master}/api/v1", json=call, timeout=10)
         except httpx.HTTPError as exc:
             raise FaultError(f"{call['type']} failed: {exc}") from None
+        if r.status_code == 404 and ok_missing:
+            return r
         if r.status_code >= 300:
             raise FaultError(f"{call['type']} failed: {r.status_code} {r.text.strip()}")
         return r
@@ -546,16 +551,7 @@ class Faults:
 
     def _mark_gone(self, master: str, agent_id: str) -> None:
         call = {"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": agent_id}}}
-        try:
-            r = httpx.post(f"{master}/api/v1", json=call, timeout=10)
-        except httpx.HTTPError as exc:
-            raise FaultError(f"MARK_AGENT_GONE for {agent_id} failed: {exc}") from None
-        if r.status_code == 404:
-            return  # never admitted: nothing to mark
-        if r.status_code != 200:
-            raise FaultError(
-                f"MARK_AGENT_GONE for {agent_id} failed: {r.status_code} {r.text.strip()}"
-            )
+        self._operator(master, call, ok_missing=True)  # never admitted: nothing to mark
 
     def _wait_registered(
         self, info: NodeInfo, old_id: str | None, keep_disk: bool, wait: float

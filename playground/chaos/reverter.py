@@ -54,16 +54,11 @@ def spawn(state_dir: Path) -> None:
 
 
 def _held(state_dir: Path) -> bool:
+    """Whether a reverter holds the state directory's lock now."""
     try:
-        fh = open(state_dir / LOCK, "a+")
+        with _exclusive(state_dir) as mine:
+            return not mine
     except OSError:
-        return False
-    with fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         return False
 
 

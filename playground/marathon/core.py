@@ -330,6 +330,17 @@ class Marathon:
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(event)
 
+    def emit_instance_changed(self, inst: Instance, condition: str) -> None:
+        self.emit(
+            "instance_changed_event",
+            instanceId=inst.instance_id,
+            condition=condition,
+            runSpecId=inst.app_id,
+            agentId=inst.agent_id or "",
+            host=inst.hostname or "",
+            runSpecVersion=inst.version,
+        )
+
     # ---- start-up --------------------------------------------------------------------------
     async def run(self) -> None:
         for raw in self._pending_deployments:
@@ -1065,15 +1076,7 @@ class Marathon:
                 # and the app's surplus is killed by its killSelection (housekeeping).
                 inst.inactive = False
                 log.info("instance %s is reachable again", inst.instance_id)
-                self.emit(
-                    "instance_changed_event",
-                    instanceId=inst.instance_id,
-                    condition="Running",
-                    runSpecId=inst.app_id,
-                    agentId=inst.agent_id or "",
-                    host=inst.hostname or "",
-                    runSpecVersion=inst.version,
-                )
+                self.emit_instance_changed(inst, "Running")
                 self.save_soon()
             if inst.started_at is None:
                 inst.started_at = time.time()
@@ -1100,15 +1103,7 @@ class Marathon:
                 ports=inst.ports,
                 version=inst.version,
             )
-            self.emit(
-                "instance_changed_event",
-                instanceId=inst.instance_id,
-                condition=CONDITIONS.get(state, "Unknown"),
-                runSpecId=inst.app_id,
-                agentId=inst.agent_id or "",
-                host=inst.hostname or "",
-                runSpecVersion=inst.version,
-            )
+            self.emit_instance_changed(inst, CONDITIONS.get(state, "Unknown"))
         if state in TERMINAL:
             await self._stop_health(inst)
             self.readiness_tasks.pop(inst.instance_id, None)
@@ -1275,15 +1270,7 @@ class Marathon:
                         float(strategy.get("inactiveAfterSeconds", 0)), 0.0
                     ):
                         inst.inactive = True
-                        self.emit(
-                            "instance_changed_event",
-                            instanceId=inst.instance_id,
-                            condition="UnreachableInactive",
-                            runSpecId=inst.app_id,
-                            agentId=inst.agent_id or "",
-                            host=inst.hostname or "",
-                            runSpecVersion=inst.version,
-                        )
+                        self.emit_instance_changed(inst, "UnreachableInactive")
                         self.save_soon()
                     if inst.inactive and age >= self.ts.wall(
                         float(strategy.get("expungeAfterSeconds", 0)), 0.0
