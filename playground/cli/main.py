@@ -12,6 +12,7 @@ from playground.cli import faults as fault_cmds
 from playground.cli import maintenance as maintenance_cmds
 from playground.cli import monitor as monitor_cmds
 from playground.cli.common import state_dir_option
+from playground.cli.data import data
 from playground.cli.doctor import doctor
 from playground.cli.task import task
 from playground.cli.topology import topology
@@ -49,6 +50,7 @@ for cmd in (
     chaos_cmds.chaos,
     monitor_cmds.tickets,
     monitor_cmds.monitoring,
+    data,
 ):
     main.add_command(cmd)
 
