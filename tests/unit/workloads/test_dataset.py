@@ -24,8 +24,18 @@ from tests.conftest import free_port
 def start_kv(data: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     """A `playground workload kv` on an ephemeral loopback port, and its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "playground", "workload", "kv", "--port", "0"]
-        + ["--data", str(data), *args],
+        [
+            sys.executable,
+            "-m",
+            "playground",
+            "workload",
+            "kv",
+            "--port",
+            "0",
+            "--data",
+            str(data),
+            *args,
+        ],
         env=dict(os.environ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
