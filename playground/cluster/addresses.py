@@ -29,6 +29,7 @@ WELL_KNOWN = {
     "public-agent": 5051,
     "marathon": 8080,
     "monitor": 9090,  # Prometheus's default port
+    "storage": 9001,  # Portworx's REST API port
 }
 #: Host offset of each role inside a block.
 ROLE_BASE = {

@@ -26,7 +26,15 @@ from playground.errors import PlaygroundError
 
 #: How long ``up`` waits for the cluster to become healthy (wall seconds).
 UP_TIMEOUT = 60.0
-START_ORDER = ("coordinator", "master", "agent", "public-agent", "marathon", "monitor")
+START_ORDER = (
+    "coordinator",
+    "master",
+    "storage",
+    "agent",
+    "public-agent",
+    "marathon",
+    "monitor",
+)
 
 Progress = Callable[[str], None]
 
@@ -431,6 +439,8 @@ class Cluster:
             info["endpoints"]["marathon"] = self.address(rec, m.name).url
         for m in topo.by_role("monitor"):
             info["endpoints"]["monitor"] = self.address(rec, m.name).url
+        for m in topo.by_role("storage"):
+            info["endpoints"]["storage"] = self.address(rec, m.name).url
         partitioned = {
             n for p in network.read_table(self.state)["partitions"] for n in p.get("nodes", [])
         }

@@ -83,7 +83,8 @@ def preload() -> None:
     import playground.marathon.server
     import playground.mesos.agent
     import playground.mesos.master
-    import playground.monitor.server  # noqa: F401
+    import playground.monitor.server
+    import playground.storage.server  # noqa: F401
 
 
 async def _serve(ctx: NodeContext) -> int:
@@ -101,6 +102,8 @@ async def _serve(ctx: NodeContext) -> int:
         from playground.marathon.server import serve
     elif role == "monitor":
         from playground.monitor.server import serve
+    elif role == "storage":
+        from playground.storage.server import serve
     else:
         log.error("no implementation for role %s", role)
         return 2

@@ -23,7 +23,7 @@ from playground.mesos.resources import (
 )
 
 SCHEMA_VERSION = 1
-ROLES = ("coordinator", "master", "agent", "public-agent", "marathon", "monitor")
+ROLES = ("coordinator", "master", "agent", "public-agent", "marathon", "monitor", "storage")
 _NAME = re.compile(
     r"^(coordinator|master|agent|public-agent|marathon|monitor|storage|edge)-[1-9][0-9]*$"
 )
@@ -195,6 +195,8 @@ def parse(data: Any, source: str = "<topology>") -> Topology:
         raise fail("a topology has at most one marathon node")
     if counts["monitor"] > 1:
         raise fail("a topology has at most one monitor node")
+    if counts["storage"] > 1:
+        raise fail("a topology has at most one storage node")
     quorum = int(data.get("quorum", counts["master"] // 2 + 1))
     if not 1 <= quorum <= counts["master"]:
         raise fail(f"quorum must be between 1 and the number of masters ({counts['master']})")

@@ -806,6 +806,9 @@ class Api:
                         for u in stats.last_unused_offers
                     ]
             entry["processedOffersSummary"] = summary
+            if stats is not None and stats.waiting:
+                # The kit's addition: why the instances wait for storage, in words.
+                entry["waitingReason"] = stats.waiting
             entries.append(entry)
         return _json({"queue": entries})
 

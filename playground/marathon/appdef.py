@@ -221,6 +221,9 @@ def normalize_app(raw: dict[str, Any], base: str = "/") -> dict[str, Any]:
             app["upgradeStrategy"] = {"maximumOverCapacity": 0, "minimumHealthCapacity": 0.5}
         if "unreachableStrategy" not in raw:
             app["unreachableStrategy"] = "disabled"
+    elif _external(src) and "upgradeStrategy" not in raw:
+        # Apps with external volumes: one task per volume, so never over capacity.
+        app["upgradeStrategy"] = {"maximumOverCapacity": 0, "minimumHealthCapacity": 0.5}
     ports = src.pop("ports", None)
     port_defs = src.pop("portDefinitions", None)
     if _host_networking(app):
@@ -273,6 +276,11 @@ def normalize_app(raw: dict[str, Any], base: str = "/") -> dict[str, Any]:
             continue
         app[key] = value
     return app
+
+
+def _external(app: dict[str, Any]) -> bool:
+    volumes = (app.get("container") or {}).get("volumes") or []
+    return any(isinstance(v, dict) and isinstance(v.get("external"), dict) for v in volumes)
 
 
 def _resident(app: dict[str, Any]) -> bool:

@@ -19,8 +19,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import aiohttp
+
 from playground.cluster.timescale import TimeScale
-from playground.marathon import appdef, matching, plan
+from playground.marathon import appdef, external, matching, plan
 from playground.marathon.appdef import timestamp
 from playground.marathon.driver import Driver
 from playground.marathon.store import Store
@@ -163,6 +165,8 @@ class OfferStats:
     last_offers: dict[str, list[int]] = field(default_factory=dict)
     launch_attempt: dict[str, list[int]] = field(default_factory=dict)
     last_unused_offers: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10))
+    #: Why the app's instances wait for storage (the kit's addition to /v2/queue).
+    waiting: str | None = None
 
     def record(self, reasons: list[str] | None) -> None:
         """Count one processed offer into the rejection funnels (Marathon's summary)."""
@@ -219,8 +223,15 @@ class Marathon:
         default_region: str,
         stop: asyncio.Event,
         record_event: Callable[..., None] | None = None,
+        storage_url: str | None = None,
+        node_of: dict[tuple[str, int], str] | None = None,
     ) -> None:
         self.store = store
+        #: The storage node, for tasks with external volumes (None: no storage node).
+        self.storage = external.StorageView(storage_url)
+        self._storage_session: aiohttp.ClientSession | None = None
+        #: (host, port) of an agent -> its node name (for the storage pools).
+        self.node_of = node_of or {}
         #: Appends to the cluster's event timeline (the node passes its state directory's).
         self.record_event = record_event or (lambda kind, **fields: None)
         #: Whether Marathon holds a subscription with a leading master (as last seen).
@@ -854,6 +865,10 @@ class Marathon:
             by_app.setdefault(inst.app_id, []).append(inst)
         # Instances go round-robin over the offers, so a big scale-up spreads its
         # launches over the agents instead of filling the first offer.
+        if self.storage.url and any(external.storage_volumes(self.apps[a]) for a in by_app):
+            if self._storage_session is None:
+                self._storage_session = external.new_session()
+            await self.storage.refresh(self._storage_session)
         remaining = {o["id"]["value"]: o for o in offers}
         ops_by_offer: dict[str, list[dict[str, Any]]] = {oid: [] for oid in remaining}
         order = list(remaining)
@@ -879,6 +894,12 @@ class Marathon:
                     result = matching.match_offer(
                         app, offer, placed, default_region=self.default_region
                     )
+                    blocker = None
+                    if not isinstance(result, matching.NoMatch):
+                        blocker = self.storage.blocker(app, self._offer_node(offer))
+                        if blocker is not None:
+                            stats.waiting = blocker
+                            result = matching.NoMatch(["UnfulfilledConstraint"])
                     if isinstance(result, matching.NoMatch):
                         rejected.add(oid)
                         if oid not in counted:
@@ -895,6 +916,7 @@ class Marathon:
                     if oid not in counted:
                         counted.add(oid)
                         stats.record(None)
+                    stats.waiting = None
                     insts.pop(0)
                     self.launch_tokens -= 1
                     ops_by_offer[oid].append(self._launch(app, inst, offer, result))
@@ -918,6 +940,10 @@ class Marathon:
         if declined:
             still = any(insts for insts in by_app.values())
             await self.driver.decline(declined, DECLINE_OFFER_SECONDS if still else 5.0)
+
+    def _offer_node(self, offer: dict[str, Any]) -> str | None:
+        addr = (offer.get("url") or {}).get("address") or {}
+        return self.node_of.get((str(addr.get("ip", "")), int(addr.get("port", 0) or 0)))
 
     def _launch_failed(self, task_id: str) -> None:
         split = appdef.split_task_id(task_id)
@@ -1037,6 +1063,10 @@ class Marathon:
                     }
                 },
             }
+        ext = external.mesos_volumes(app)
+        if ext:
+            info.setdefault("container", {"type": "MESOS"})
+            info["container"].setdefault("volumes", []).extend(ext)
         return info
 
     async def on_update(self, status: dict[str, Any]) -> None:

@@ -29,6 +29,12 @@ async def serve(ctx: NodeContext) -> int:
         default_region=ctx.topology.region,
         stop=ctx.stop,
         record_event=ctx.state.record_event,
+        storage_url=_storage_url(ctx),
+        node_of={
+            (ctx.address_of(n.name).host, ctx.address_of(n.name).port): n.name
+            for n in ctx.topology.nodes
+            if n.is_agent
+        },
     )
     api = Api(m, host=ctx.address.host, port=ctx.address.port, masters=masters)
     await asyncio.gather(
@@ -36,3 +42,8 @@ async def serve(ctx: NodeContext) -> int:
         supervise("marathon", m.run, ctx.stop),
     )
     return 0
+
+
+def _storage_url(ctx: NodeContext) -> str | None:
+    nodes = ctx.topology.by_role("storage")
+    return ctx.address_of(nodes[0].name).url if nodes else None

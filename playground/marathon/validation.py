@@ -33,6 +33,8 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeGuard
 
+from playground.marathon import external as external_mod
+
 __all__ = [
     "ValidationError",
     "check_types_app",
@@ -742,6 +744,7 @@ def _validate_volume(vol: dict[str, Any], path: str, errs: _Errors) -> None:
         for key in ("name", "provider"):
             if external.get(key) is None:
                 errs.add(f"{path}/external/{key}", "not defined")
+        external_mod.validate_volume(external, path, errs.add)
         return
     if vol.get("secret") is not None:
         return
@@ -963,6 +966,7 @@ def _validate_full_app(app: dict[str, Any], p: str, base: str, errs: _Errors) ->
                 " when using DCOS_MIGRATION_API_VERSION",
             )
 
+    external_mod.validate_app(app, p, errs.add)
     resident = bool(_persistent_volumes(app))
     if app.get("residency") is not None and not resident:
         errs.add(root, "App must contain persistent volumes and define residency")

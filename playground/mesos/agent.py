@@ -38,6 +38,7 @@ from playground.cluster.statedir import atomic_write
 from playground.mesos import constants as C
 from playground.mesos.resources import Resources, attributes_flat
 from playground.mesos.transport import MessageError, Transport
+from playground.storage import driver as storage_driver
 
 log = logging.getLogger("playground.agent")
 
@@ -418,6 +419,8 @@ class Agent:
             self.ctx.state.record_event(
                 "task.terminal", node=self.ctx.name, task_id=run.task_id, state=state
             )
+            if storage_driver.external_volumes(run.info):
+                self.spawn(self.detach_volumes(run))
         run.checkpoint()
         if len(run.pending) == 1:
             self.spawn(self.send_head(run))
@@ -541,6 +544,9 @@ class Agent:
             )
             return
         self.update(run, "TASK_STARTING")
+        vol_env = await self.attach_volumes(run)
+        if vol_env is None:
+            return
         cmd = dict(info["command"])
         if not cmd.get("shell", True) and not cmd.get("value") and cmd.get("arguments"):
             cmd["value"] = cmd["arguments"][0]
@@ -556,7 +562,7 @@ class Agent:
             "shell": cmd.get("shell", True),
             "value": cmd.get("value", ""),
             "arguments": cmd.get("arguments", []),
-            "env": self.task_env(run),
+            "env": {**self.task_env(run), **vol_env},
         }
         (meta / "launch.json").write_text(json.dumps(launch))
         rfd, wfd = os.pipe()
@@ -631,6 +637,85 @@ class Agent:
             if run.killing:
                 self.signal_task(run, signal.SIGKILL)
             self.update(run, "TASK_RUNNING")
+            if vol_env:
+                self.spawn(self.report_volume_pid(run))
+
+    # ---- external volumes (the storage node's driver) ---------------------------------
+    def storage_url(self) -> str | None:
+        nodes = self.ctx.topology.by_role("storage")
+        return self.ctx.address_of(nodes[0].name).url if nodes else None
+
+    async def attach_volumes(self, run: Run) -> dict[str, str] | None:
+        """Attach the task's external volumes; None (and the task failed) if one cannot be."""
+        vols = storage_driver.external_volumes(run.info)
+        if not vols:
+            return {}
+        url = self.storage_url()
+        mounted: dict[str, dict[str, Any]] = {}
+        running = [t for t, r in self.runs.items() if not r.terminal and t != run.task_id]
+        try:
+            if url is None:
+                raise MessageError("this cluster has no storage node")
+            for vol in vols:
+                reply = await self.transport.post(
+                    f"{url}/v1/volumes/{vol.name}/attach",
+                    {
+                        "node": self.ctx.name,
+                        "task_id": run.task_id,
+                        "running": running,
+                        "create": vol.create_options(),
+                    },
+                    timeout=120,
+                )
+                where = storage_driver.link(vol, run.sandbox, reply["path"])
+                mounted[vol.container_path] = {
+                    "id": reply["volume"]["id"],
+                    "name": reply["volume"]["name"],
+                    "path": str(where),
+                    "size_bytes": reply["volume"]["size_bytes"],
+                }
+        except (MessageError, OSError, ValueError, KeyError) as exc:
+            detail = (
+                exc.body.get("message")
+                if isinstance(exc, MessageError) and isinstance(exc.body, dict)
+                else str(exc)
+            )
+            log.warning("task %s: cannot attach its volumes: %s", run.task_id, detail)
+            with open(run.sandbox / "stderr", "ab") as fh:
+                fh.write(f"playground: cannot attach volume: {detail}\n".encode())
+            self.update(
+                run,
+                "TASK_FAILED",
+                f"Failed to mount the external volume: {detail}",
+                "REASON_CONTAINER_LAUNCH_FAILED",
+                "SOURCE_AGENT",
+            )
+            return None
+        return storage_driver.task_env(url, mounted)
+
+    async def report_volume_pid(self, run: Run) -> None:
+        """Tell the storage node the task's process group (it freezes it for snapshots)."""
+        url = self.storage_url()
+        for vol in storage_driver.external_volumes(run.info):
+            with contextlib.suppress(MessageError):
+                await self.transport.post(
+                    f"{url}/v1/volumes/{vol.name}/attachment",
+                    {"task_id": run.task_id, "pid": run.task_pid},
+                )
+
+    async def detach_volumes(self, run: Run) -> None:
+        url = self.storage_url()
+        if url is None:
+            return
+        for vol in storage_driver.external_volumes(run.info):
+            try:
+                await self.transport.post(
+                    f"{url}/v1/volumes/{vol.name}/detach",
+                    {"node": self.ctx.name, "task_id": run.task_id},
+                    timeout=120,
+                )
+            except MessageError as exc:
+                log.warning("task %s: detaching volume %s failed: %s", run.task_id, vol.name, exc)
 
     def read_task_pid(self, run: Run) -> int | None:
         try:

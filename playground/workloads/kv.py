@@ -17,11 +17,14 @@ response is sent.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -39,6 +42,64 @@ MAX_VALUE_BYTES = 64 * 1024 * 1024
 LOG_KEY: web.AppKey[KVLog] = web.AppKey("kvlog", KVLog)
 LOCK_KEY: web.AppKey[asyncio.Lock] = web.AppKey("write_lock", asyncio.Lock)
 TASK_ID_KEY: web.AppKey[str | None] = web.AppKey("task_id")
+
+
+class StorageLink:
+    """The external volume the data directory lives on (``PLAYGROUND_VOLUMES``).
+
+    In durable mode a write is fsynced and then synced to every online replica through
+    the storage node before it is acknowledged; a full volume asks the storage node for
+    the volume's size again, so an online resize lets writes resume.
+    """
+
+    def __init__(self, url: str, volume_id: str, name: str, size_bytes: int | None) -> None:
+        self.url = url.rstrip("/")
+        self.volume_id = volume_id
+        self.name = name
+        self.size_bytes = size_bytes
+        self.session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_env(cls, data_dir: Path) -> StorageLink | None:
+        url = os.environ.get("PLAYGROUND_STORAGE_URL")
+        try:
+            vols = json.loads(os.environ.get("PLAYGROUND_VOLUMES") or "{}")
+        except ValueError:
+            return None
+        if not url or not isinstance(vols, dict):
+            return None
+        real = data_dir.resolve()
+        for v in vols.values():
+            path = Path(v["path"]).resolve()
+            if real == path or path in real.parents:
+                size = v.get("size_bytes")
+                return cls(url, str(v["id"]), str(v["name"]), int(size) if size else None)
+        return None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        return self.session
+
+    async def sync(self) -> None:
+        """Return once every online replica holds every change made so far."""
+        url = f"{self.url}/v1/volumes/{self.volume_id}/sync"
+        async with self._session().post(url) as r:
+            if r.status != 200:
+                raise OSError(f"sync of volume {self.name} answered {r.status}: {await r.text()}")
+
+    async def refresh_size(self) -> int | None:
+        async with self._session().get(f"{self.url}/v1/volumes/{self.volume_id}") as r:
+            if r.status == 200:
+                self.size_bytes = int((await r.json())["size_bytes"])
+        return self.size_bytes
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+STORAGE_KEY: web.AppKey[Any] = web.AppKey("storage")
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +154,41 @@ async def put_key(request: web.Request) -> web.Response:
     kv = request.app[LOG_KEY]
     async with request.app[LOCK_KEY]:
         try:
-            created = kv.put(key, value)
+            created = await _write(request.app, lambda: kv.put(key, value))
         except VolumeFullError as exc:
             return error(507, str(exc.strerror or exc))
+        except OSError as exc:
+            return _unsynced(exc)
         version = kv.record_count
     return web.json_response({"key": key, "version": version}, status=201 if created else 200)
+
+
+async def _write(app: web.Application, op: Any) -> Any:
+    """Run a log write; with a storage volume, resize-aware and synced when durable."""
+    kv = app[LOG_KEY]
+    link: StorageLink | None = app.get(STORAGE_KEY)
+    try:
+        result = op()
+    except VolumeFullError:
+        if link is None:
+            raise
+        # The volume may have been resized online: ask, and try once more.
+        size = await link.refresh_size()
+        if size is None or size == kv.size_limit_bytes:
+            raise
+        kv.set_size_limit(size)
+        result = op()
+    if link is not None and kv.durable:
+        await link.sync()
+    return result
+
+
+def _unsynced(exc: OSError) -> web.Response:
+    return error(
+        503,
+        f"the write is on this task's working copy, but its replication could not be "
+        f"confirmed ({exc}); it is not acknowledged: retry it",
+    )
 
 
 async def get_key(request: web.Request) -> web.Response:
@@ -116,11 +207,14 @@ async def delete_key(request: web.Request) -> web.Response:
     key = _key(request)
     if isinstance(key, web.Response):
         return key
+    kv = request.app[LOG_KEY]
     async with request.app[LOCK_KEY]:
         try:
-            deleted = request.app[LOG_KEY].delete(key)
+            deleted = await _write(request.app, lambda: kv.delete(key))
         except VolumeFullError as exc:
             return error(507, str(exc.strerror or exc))
+        except OSError as exc:
+            return _unsynced(exc)
     if not deleted:
         return error(404, f"key not found: {key}")
     return web.json_response({"key": key, "deleted": True})
@@ -159,11 +253,14 @@ async def stats(request: web.Request) -> web.Response:
             "truncated_bytes": kv.truncated_bytes,
             "size_limit_bytes": kv.size_limit_bytes,
             "task_id": request.app[TASK_ID_KEY],
+            "volume": link.name if (link := request.app.get(STORAGE_KEY)) else None,
         }
     )
 
 
-def make_app(kv: KVLog, task_id: str | None = None) -> web.Application:
+def make_app(
+    kv: KVLog, task_id: str | None = None, storage: StorageLink | None = None
+) -> web.Application:
     """Build the key-value service over an open log.
 
     Args:
@@ -177,6 +274,13 @@ def make_app(kv: KVLog, task_id: str | None = None) -> web.Application:
     app[LOG_KEY] = kv
     app[LOCK_KEY] = asyncio.Lock()
     app[TASK_ID_KEY] = task_id if task_id is not None else os.environ.get("MESOS_TASK_ID")
+    if storage is not None:
+        app[STORAGE_KEY] = storage
+
+        async def close_storage(_: web.Application) -> None:
+            await storage.close()
+
+        app.on_cleanup.append(close_storage)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     app.router.add_get("/v1/kv", list_keys)
@@ -210,12 +314,17 @@ def run_kv(
         ListenError: the address cannot be bound.
         OSError: the log cannot be opened.
     """
+    link = StorageLink.from_env(data_dir)
+    if link is not None and size_limit_bytes is None:
+        size_limit_bytes = link.size_bytes  # the volume's size is the log's limit
     kv = KVLog(data_dir, durable=durable, size_limit_bytes=size_limit_bytes)
     mode = "durable" if durable else "buffered"
+    if link is not None:
+        mode += f", volume {link.name}" + (", synced to its replicas" if durable else "")
     try:
         asyncio.run(
             serve_app(
-                make_app(kv),
+                make_app(kv, storage=link),
                 host,
                 port,
                 lambda p: f"kv listening on {url_of(host, p)} (data: {data_dir}, {mode})",

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_PACKAGES = ["mesos", "coordinator", "cluster", "marathon", "monitor", "workloads"]
+NODE_PACKAGES = ["mesos", "coordinator", "cluster", "marathon", "monitor", "workloads", "storage"]
 FORBIDDEN_FOR_NODES = ("tui", "textual", "docker")
 
 

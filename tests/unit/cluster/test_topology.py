@@ -10,7 +10,7 @@ from playground.cluster import topology as t
 
 
 def test_default_topology() -> None:
-    """default: coordinator, 1 master, agents in zones a/b/c, a public agent reserved to slave_public."""
+    """default: coordinator, 1 master, agents in zones a/b/c, a public agent reserved to slave_public, storage, marathon, monitor."""
     topo = t.load("default")
     assert [n.name for n in topo.nodes] == [
         "coordinator-1",
@@ -19,6 +19,7 @@ def test_default_topology() -> None:
         "agent-2",
         "agent-3",
         "public-agent-1",
+        "storage-1",
         "marathon-1",
         "monitor-1",
     ]

@@ -1,0 +1,174 @@
+"""External volumes (``container.volumes[].external``, provider ``dvdi``), Marathon's side.
+
+Enabled by default (Marathon needs ``--enable_features external_volumes``). An app's
+external volumes become ``DOCKER_VOLUME`` volumes of its Mesos tasks, with the ``dvdi/*``
+options as driver options, as Marathon does for the Mesos containerizer; the agent's driver
+(:mod:`playground.storage.driver`) attaches them through the storage node.
+
+Offer matching consults the storage node (:class:`StorageView`): a task that needs a
+``playground``/``pxd`` volume is not placed on an agent whose storage pool is offline, nor
+anywhere while the volume has no online replica -- and ``/v2/queue`` says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from playground.storage.driver import DRIVERS, parse_inline
+
+if TYPE_CHECKING:
+    import aiohttp
+
+log = logging.getLogger("playground.marathon.external")
+
+DRIVER_OPTION = "dvdi/driver"
+#: Seconds a storage view stays fresh.
+VIEW_TTL = 0.5
+
+
+def external_volumes(app: dict[str, Any]) -> list[dict[str, Any]]:
+    """The app's ``container.volumes`` entries with an ``external`` part."""
+    vols = (app.get("container") or {}).get("volumes") or []
+    return [v for v in vols if isinstance(v, dict) and isinstance(v.get("external"), dict)]
+
+
+def storage_volumes(app: dict[str, Any]) -> list[str]:
+    """Names of the app's external volumes served by the kit's storage node."""
+    out = []
+    for v in external_volumes(app):
+        ext = v["external"]
+        driver = str((ext.get("options") or {}).get(DRIVER_OPTION, ""))
+        if ext.get("provider") == "dvdi" and driver in DRIVERS:
+            out.append(parse_inline(str(ext.get("name", "")))[0])
+    return out
+
+
+def mesos_volumes(app: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``Volume`` protos Marathon gives the task for its external volumes."""
+    out = []
+    for v in external_volumes(app):
+        ext = v["external"]
+        opts = {str(k): str(val) for k, val in (ext.get("options") or {}).items()}
+        driver = opts.pop(DRIVER_OPTION, "")
+        params = [{"key": k, "value": val} for k, val in sorted(opts.items())]
+        if ext.get("size") is not None:
+            params.append({"key": "size", "value": str(ext["size"])})
+        out.append(
+            {
+                "container_path": v.get("containerPath", ""),
+                "mode": v.get("mode", "RW"),
+                "source": {
+                    "type": "DOCKER_VOLUME",
+                    "docker_volume": {
+                        "driver": driver,
+                        "name": str(ext.get("name", "")),
+                        "driver_options": {"parameter": params},
+                    },
+                },
+            }
+        )
+    return out
+
+
+def validate_volume(ext: dict[str, Any], path: str, add: Any) -> None:
+    """Marathon's DVDI rules for one ``external`` part (``add(path, message)``)."""
+    if ext.get("provider") is not None and ext.get("provider") != "dvdi":
+        add(f"{path}/external/provider", "is unknown provider")
+        return
+    opts = ext.get("options")
+    if ext.get("provider") == "dvdi":
+        if not isinstance(opts, dict) or not opts.get(DRIVER_OPTION):
+            add(f'{path}/external/options("{DRIVER_OPTION}")', "not defined")
+    size = ext.get("size")
+    if size is not None and (
+        isinstance(size, bool) or not isinstance(size, int | float) or size <= 0
+    ):
+        add(f"{path}/external/size", f"got {size}, expected more than 0")
+
+
+def validate_app(app: dict[str, Any], path: str, add: Any) -> None:
+    """App-level rules for apps with external volumes (instances, upgrade strategy)."""
+    vols = external_volumes(app)
+    if not vols:
+        return
+    shared = all(str(v["external"].get("shared", "false")).lower() == "true" for v in vols)
+    instances = app.get("instances", 1)
+    if not shared and isinstance(instances, int) and instances > 1:
+        add(
+            path or "/",
+            "Number of instances is limited to 1 when declaring external volumes in app "
+            f"{app.get('id')}",
+        )
+    us = app.get("upgradeStrategy")
+    if isinstance(us, dict):
+        moc, mhc = us.get("maximumOverCapacity"), us.get("minimumHealthCapacity")
+        if isinstance(moc, int | float) and moc != 0:
+            add(f"{path}/upgradeStrategy/maximumOverCapacity", f"got {moc}, expected 0.0")
+        if isinstance(mhc, int | float) and mhc > 0.5:
+            add(
+                f"{path}/upgradeStrategy/minimumHealthCapacity",
+                f"got {mhc}, expected between 0.0 and 0.5",
+            )
+
+
+class StorageView:
+    """What Marathon knows of the storage node: online pools, volumes' online replicas."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self.fetched = 0.0
+        self.pools: dict[str, bool] = {}
+        self.volumes: dict[str, dict[str, Any]] = {}
+        self.reachable = False
+
+    async def refresh(self, session: aiohttp.ClientSession) -> None:
+        if self.url is None or time.monotonic() - self.fetched < VIEW_TTL:
+            return
+        import aiohttp
+
+        self.fetched = time.monotonic()
+        try:
+            timeout = aiohttp.ClientTimeout(total=1.0)
+            async with session.get(f"{self.url}/v1/pools", timeout=timeout) as r:
+                pools = await r.json()
+            async with session.get(f"{self.url}/v1/volumes", timeout=timeout) as r:
+                vols = await r.json()
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            if self.reachable:
+                log.warning("the storage node does not answer: %s", exc)
+            self.reachable = False
+            return
+        self.reachable = True
+        self.pools = {p["node"]: bool(p["online"]) for p in pools}
+        self.volumes = {v["name"]: v for v in vols}
+
+    def blocker(self, app: dict[str, Any], agent_node: str | None) -> str | None:
+        """Why an instance of ``app`` cannot run on ``agent_node`` now (None: it can)."""
+        names = storage_volumes(app)
+        if not names or self.url is None:
+            return None
+        if not self.reachable:
+            return "the storage node does not answer"
+        if agent_node is not None and not self.pools.get(agent_node, False):
+            if agent_node not in self.pools:
+                return f"{agent_node} has no storage pool"
+            return f"the storage pool on {agent_node} is offline"
+        for name in names:
+            vol = self.volumes.get(name)
+            if vol is None:
+                continue  # provisioned on first use
+            online = [r["node"] for r in vol["replicas"] if r["state"] not in ("offline", "resync")]
+            if not online:
+                where = ", ".join(r["node"] for r in vol["replicas"])
+                return f"volume {name} has no online replica (on {where})"
+        return None
+
+
+def new_session() -> aiohttp.ClientSession:
+    import aiohttp
+
+    from playground.cluster import network
+
+    return aiohttp.ClientSession(trace_configs=network.trace_configs())

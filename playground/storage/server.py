@@ -1,0 +1,1111 @@
+"""The ``storage`` node (plays Portworx / an OpenStorage-style volume service).
+
+Pools are directories on the agents (``STATE/nodes/AGENT/work/pool``; the public agent
+has none). A pool is online while its agent answers ``/health`` from here (so a crash, a
+stop or a network partition takes it offline) and carries a ``.pool.json`` marker: a pool
+found without its marker is a clean disk (a rebuilt node) and re-syncs from scratch.
+
+A volume's working copy is its replica on the node running its task (``primary``); the
+other replicas follow it asynchronously (:mod:`playground.storage.replication`) every
+:data:`REPL_INTERVAL` seconds, each with its measured lag. ``POST /v1/volumes/{id}/sync``
+runs a durable pass that starts after the call, so it returns only when every online
+replica holds every change made before it. Attaching on another node promotes the
+freshest online replica; a dead node's attachment is fenced, so failover never deadlocks.
+
+HTTP API (JSON; errors are ``{"message": ..., "hint": ...}`` with 400/404/409/507):
+    GET  /health, /metrics (Prometheus), /v1/pools
+    GET  /v1/volumes                    POST /v1/volumes {name, size, repl, secure, labels, rack_aware}
+    GET  /v1/volumes/{ref}              DELETE /v1/volumes/{ref}
+    POST /v1/volumes/{ref}/resize {size} | /ha-update {repl} | /sync | /verify
+    POST /v1/volumes/{ref}/attach {node, task_id, create?} | /detach {node, task_id}
+    PUT  /v1/volumes/{ref}/attachment {task_id, pid}
+    GET  /v1/volumes/{ref}/snapshots    POST /v1/volumes/{ref}/snapshots {name?}
+    POST /v1/volumes/{ref}/clone {name}
+    GET  /v1/snapshots                  GET|DELETE /v1/snapshots/{id}
+    POST /v1/snapshots/{id}/restore {to?}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from playground.cluster import network
+from playground.cluster.httpserver import json_response, run_app, supervise
+from playground.cluster.statedir import atomic_write
+from playground.storage import replication, snapshots
+from playground.storage.chunks import ChunkStore
+from playground.storage.placement import PlacementError, Pool, ha_update, place, place_volume
+from playground.storage.volumes import (
+    DEFAULT_SIZE_GB,
+    GB,
+    Registry,
+    StorageError,
+    as_bool,
+    check_labels,
+    check_name,
+    check_repl,
+    check_size,
+    iso,
+    new_id,
+)
+
+if TYPE_CHECKING:
+    from playground.cluster.node import NodeContext
+
+log = logging.getLogger("playground.storage")
+
+#: Seconds between background replication passes of a volume.
+REPL_INTERVAL = 0.25
+#: Seconds between pool health probes, and the probe's timeout.
+PROBE_INTERVAL = 0.5
+PROBE_TIMEOUT = 1.0
+#: A pool's nominal capacity (GB): volumes are thin, this bounds what is provisioned.
+POOL_CAPACITY_GB = 256.0
+#: Usage above this fraction of a volume's size counts as nearly full.
+NEARLY_FULL = 0.9
+POOL_MARKER = ".pool.json"
+
+
+class PoolState:
+    def __init__(
+        self,
+        node: str,
+        zone: str | None,
+        rack: str | None,
+        region: str | None,
+        path: Path,
+        url: str,
+    ) -> None:
+        self.node = node
+        self.zone = zone
+        self.rack = rack
+        self.region = region
+        self.path = path
+        self.url = url
+        self.online = False
+        self.pool_id: str | None = None
+        self.since = time.time()
+        self.fails = 0
+        self.probed = False
+
+    def view(self, provisioned: float, used: int, volumes: int) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "zone": self.zone,
+            "rack": self.rack,
+            "region": self.region,
+            "online": self.online,
+            "status": "online" if self.online else "offline",
+            "since": iso(self.since),
+            "pool_id": self.pool_id,
+            "path": str(self.path),
+            "capacity_gb": POOL_CAPACITY_GB,
+            "provisioned_gb": round(provisioned, 3),
+            "used_bytes": used,
+            "volumes": volumes,
+        }
+
+
+class StorageNode:
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.work = ctx.work_dir
+        self.reg = Registry(self.work)
+        self.store = ChunkStore(self.work / "chunks")
+        self.pools: dict[str, PoolState] = {}
+        for spec in ctx.topology.nodes:
+            if spec.role != "agent":
+                continue  # the public agent has no pool
+            self.pools[spec.name] = PoolState(
+                spec.name,
+                spec.zone,
+                spec.rack,
+                spec.region,
+                ctx.state.node_dir(spec.name) / "work" / "pool",
+                ctx.address_of(spec.name).url,
+            )
+        self.locks: dict[str, asyncio.Lock] = {}
+        #: volume id -> replica node -> what the last pass copied (for appends)
+        self.known: dict[str, dict[str, dict[str, tuple[int, int]]]] = {}
+        #: volume id -> replica node -> {"synced_through", "pending", "error"} (runtime)
+        self.lag: dict[str, dict[str, dict[str, Any]]] = {}
+        self.usage: dict[str, int] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self.started = time.time()
+        self._dirty = False
+        self.thaw_leftovers()
+
+    # ---- helpers ----------------------------------------------------------------------
+    def event(self, kind: str, **fields: Any) -> None:
+        self.ctx.state.record_event(kind, **fields)
+
+    def lock(self, vol_id: str) -> asyncio.Lock:
+        lk = self.locks.get(vol_id)
+        if lk is None:
+            lk = self.locks[vol_id] = asyncio.Lock()
+        return lk
+
+    def replica_dir(self, node: str, vol_id: str) -> Path:
+        return self.pools[node].path / vol_id
+
+    def replica_ok(self, vol: dict[str, Any], rep: dict[str, Any]) -> bool:
+        """The replica's pool is online and is the pool the replica was written to."""
+        pool = self.pools.get(rep["node"])
+        return bool(pool and pool.online and pool.pool_id == rep.get("pool_id"))
+
+    def pool_list(self, online_only: bool = False) -> list[Pool]:
+        prov: dict[str, float] = {}
+        for v in self.reg.volumes.values():
+            for r in v["replicas"]:
+                prov[r["node"]] = prov.get(r["node"], 0.0) + float(v["size_gb"])
+        return [
+            Pool(
+                p.node, p.zone, p.rack, p.region, p.online, POOL_CAPACITY_GB - prov.get(p.node, 0.0)
+            )
+            for p in self.pools.values()
+            if p.online or not online_only
+        ]
+
+    def synced_through(self, vol: dict[str, Any], node: str) -> float:
+        live = self.lag.get(vol["id"], {}).get(node)
+        if live is not None:
+            return float(live["synced_through"])
+        for r in vol["replicas"]:
+            if r["node"] == node:
+                return float(r.get("synced_through", 0.0))
+        return 0.0
+
+    def source(self, vol: dict[str, Any]) -> str | None:
+        """Where the volume's freshest data is: the working copy, else the freshest replica."""
+        reps = {r["node"]: r for r in vol["replicas"]}
+        primary = vol.get("primary")
+        if primary in reps and self.replica_ok(vol, reps[primary]):
+            return str(primary)
+        online = [r["node"] for r in vol["replicas"] if self.replica_ok(vol, r)]
+        if not online:
+            return None
+        return max(online, key=lambda n: (self.synced_through(vol, n), n))
+
+    def view(self, vol: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        primary = vol.get("primary")
+        reps = []
+        online = 0
+        for r in vol["replicas"]:
+            pool = self.pools.get(r["node"])
+            ok = self.replica_ok(vol, r)
+            online += ok
+            through = self.synced_through(vol, r["node"])
+            live = self.lag.get(vol["id"], {}).get(r["node"], {})
+            if not (pool and pool.online):
+                state = "offline"
+            elif not ok:
+                state = "resync"
+            elif r["node"] == primary:
+                state = "working-copy"
+            elif live.get("pending", 0) == 0 and through > 0:
+                state = "in-sync"
+            else:
+                state = "syncing"
+            reps.append(
+                {
+                    "node": r["node"],
+                    "zone": pool.zone if pool else None,
+                    "rack": pool.rack if pool else None,
+                    "region": pool.region if pool else None,
+                    "state": state,
+                    "primary": r["node"] == primary,
+                    "lag_seconds": 0.0
+                    if r["node"] == primary and ok
+                    else round(max(0.0, now - through), 3)
+                    if through
+                    else None,
+                    "pending_bytes": live.get("pending", 0) if ok else None,
+                    "synced_at": iso(through) if through else None,
+                }
+            )
+        usage = self.usage.get(vol["id"], vol.get("usage_bytes", 0))
+        size_bytes = int(float(vol["size_gb"]) * GB)
+        status = "up" if online else "down"
+        if online and online < vol["repl"]:
+            status = "degraded"
+        return {
+            "id": vol["id"],
+            "name": vol["name"],
+            "size_gb": vol["size_gb"],
+            "size_bytes": size_bytes,
+            "used_bytes": usage,
+            "usage": round(usage / size_bytes, 4) if size_bytes else 0.0,
+            "repl": vol["repl"],
+            "secure": vol["secure"],
+            "labels": vol["labels"],
+            "rack_aware": vol.get("rack_aware", False),
+            "status": status,
+            "created_at": vol["created_at"],
+            "primary": primary,
+            "attachment": vol.get("attachment"),
+            "replicas": reps,
+            "snapshots": sum(1 for s in self.reg.snapshots.values() if s["volume_id"] == vol["id"]),
+        }
+
+    def save(self) -> None:
+        self.reg.save()
+
+    # ---- pools ------------------------------------------------------------------------
+    def thaw_leftovers(self) -> None:
+        """A storage node killed during a snapshot must not leave a task frozen."""
+        frozen = self.work / "frozen.json"
+        if not frozen.exists():
+            return
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(json.loads(frozen.read_text())["pid"])
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGCONT)
+                log.warning("resumed task process group %d left frozen by a crash", pid)
+        frozen.unlink(missing_ok=True)
+
+    async def probe_loop(self) -> None:
+        while not self.ctx.stop.is_set():
+            await asyncio.gather(*(self.probe(p) for p in self.pools.values()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ctx.stop.wait(), PROBE_INTERVAL)
+
+    async def probe(self, pool: PoolState) -> None:
+        assert self.session is not None
+        ok = False
+        with contextlib.suppress(Exception):
+            async with self.session.get(
+                f"{pool.url}/health", timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
+            ) as r:
+                ok = r.status == 200
+        if ok:
+            pool.fails = 0
+            if not pool.online:
+                await asyncio.to_thread(self.open_pool, pool)
+                pool.online = True
+                pool.since = time.time()
+                self.event("storage.pool.online", node=pool.node, pool_id=pool.pool_id)
+                log.info("pool on %s is online (%s)", pool.node, pool.pool_id)
+        else:
+            pool.fails += 1
+            if pool.online and pool.fails >= 2:
+                pool.online = False
+                pool.since = time.time()
+                self.event("storage.pool.offline", node=pool.node)
+                log.warning("pool on %s is offline", pool.node)
+        pool.probed = True
+
+    def open_pool(self, pool: PoolState) -> None:
+        """Read (or create) the pool's marker; a missing marker is a clean disk."""
+        marker = pool.path / POOL_MARKER
+        try:
+            pool.pool_id = json.loads(marker.read_text())["pool_id"]
+        except (OSError, ValueError, KeyError):
+            pool.path.mkdir(parents=True, exist_ok=True)
+            pool.pool_id = new_id("pool")
+            atomic_write(
+                marker,
+                json.dumps(
+                    {"pool_id": pool.pool_id, "node": pool.node, "created_at": iso(time.time())}
+                ).encode(),
+            )
+            lost = [
+                v["name"]
+                for v in self.reg.volumes.values()
+                if any(r["node"] == pool.node for r in v["replicas"])
+            ]
+            if lost:
+                self.event("storage.pool.replaced", node=pool.node, volumes=lost)
+                log.warning("pool on %s is new (clean disk): its replicas re-sync", pool.node)
+        self.recover_restores(pool.path)
+        keep = {
+            v["id"]
+            for v in self.reg.volumes.values()
+            if any(r["node"] == pool.node for r in v["replicas"])
+        }
+        for d in pool.path.iterdir():
+            if d.name.startswith("vol-") and d.name not in keep:
+                shutil.rmtree(d, ignore_errors=True)  # a deleted volume or a dropped replica
+
+    @staticmethod
+    def recover_restores(path: Path) -> None:
+        """Finish or undo a restore interrupted by a crash (see snapshots.restore)."""
+        for d in path.glob(".replaced-*"):
+            name = d.name[len(".replaced-") :].rsplit(".", 1)[0]
+            dest = path / name
+            if not dest.exists():
+                os.replace(d, dest)
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+        for d in path.glob(".restore-*"):
+            shutil.rmtree(d, ignore_errors=True)
+
+    # ---- replication -------------------------------------------------------------------
+    async def repl_loop(self) -> None:
+        last_save = 0.0
+        while not self.ctx.stop.is_set():
+            for vol_id in list(self.reg.volumes):
+                vol = self.reg.volumes.get(vol_id)
+                if vol is None:
+                    continue
+                lk = self.lock(vol_id)
+                if lk.locked():
+                    continue
+                async with lk:
+                    if vol_id in self.reg.volumes:
+                        await self.replicate(vol, durable=False)
+            if self._dirty and time.time() - last_save > 1.0:
+                self._dirty = False
+                last_save = time.time()
+                await asyncio.to_thread(self.reg.save, False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ctx.stop.wait(), REPL_INTERVAL)
+
+    async def replicate(self, vol: dict[str, Any], durable: bool) -> dict[str, Any]:
+        """One pass from the source to every online replica (caller holds the lock)."""
+        src = self.source(vol)
+        out: dict[str, Any] = {"source": src, "replicas": {}}
+        if src is None:
+            return out
+        start = time.time()
+        src_dir = self.replica_dir(src, vol["id"])
+        lags = self.lag.setdefault(vol["id"], {})
+        known = self.known.setdefault(vol["id"], {})
+        lags[src] = {"synced_through": start, "pending": 0}
+        src_dir.mkdir(parents=True, exist_ok=True)
+        for rep in vol["replicas"]:
+            node = rep["node"]
+            if node == src:
+                continue
+            pool = self.pools.get(node)
+            if not (pool and pool.online):
+                out["replicas"][node] = "offline"
+                continue
+            try:
+                res = await asyncio.to_thread(
+                    replication.replicate,
+                    src_dir,
+                    self.replica_dir(node, vol["id"]),
+                    known.get(node),
+                    durable,
+                )
+            except OSError as exc:
+                lags.setdefault(node, {"synced_through": 0.0, "pending": 1})["error"] = str(exc)
+                out["replicas"][node] = f"error: {exc}"
+                continue
+            known[node] = res.known
+            self.usage[vol["id"]] = res.total_bytes
+            lags[node] = {"synced_through": start, "pending": 0}
+            if rep.get("pool_id") != pool.pool_id:
+                rep["pool_id"] = pool.pool_id  # a fresh pool now holds a full copy
+                self.event("storage.replica.resynced", volume=vol["name"], node=node)
+                self._dirty = True
+            if rep.get("synced_through", 0) < start - 1 or durable:
+                rep["synced_through"] = start
+                self._dirty = True
+            out["replicas"][node] = "synced"
+        if len(vol["replicas"]) == 1 or all(r["node"] == src for r in vol["replicas"]):
+            self.usage[vol["id"]] = await asyncio.to_thread(replication.usage, src_dir)
+        for rep in vol["replicas"]:
+            if rep["node"] == src:
+                rep["synced_through"] = start
+        return out
+
+    # ---- volume lifecycle --------------------------------------------------------------
+    def create_volume(self, body: dict[str, Any], node: str | None = None) -> dict[str, Any]:
+        name = check_name(body.get("name"))
+        if self.reg.by_name(name) is not None:
+            raise StorageError(
+                409,
+                f"a volume named {name!r} exists already",
+                hint="pick another name, or delete the old volume first",
+            )
+        size = check_size(body.get("size", DEFAULT_SIZE_GB))
+        repl = check_repl(body.get("repl", 1))
+        secure = as_bool(body.get("secure", False), "secure")
+        labels = check_labels(body.get("labels"))
+        rack_aware = as_bool(body.get("rack_aware", False), "rack_aware")
+        pools = self.pool_list()
+        try:
+            if node is not None:
+                if node not in self.pools or not self.pools[node].online:
+                    raise StorageError(409, f"node {node} has no online storage pool")
+                nodes = [node, *place(repl - 1, pools, size, rack_aware, used=[node])]
+            else:
+                nodes = place_volume(repl, pools, size, rack_aware)
+        except PlacementError as exc:
+            raise StorageError(409, str(exc), exc.hint) from None
+        vol_id = new_id("vol")
+        now = time.time()
+        vol = {
+            "id": vol_id,
+            "name": name,
+            "size_gb": size,
+            "repl": repl,
+            "secure": secure,
+            "labels": labels,
+            "rack_aware": rack_aware,
+            "created_at": iso(now),
+            "primary": nodes[0],
+            "attachment": None,
+            "replicas": [
+                {"node": n, "pool_id": self.pools[n].pool_id, "synced_through": now} for n in nodes
+            ],
+        }
+        for n in nodes:
+            self.replica_dir(n, vol_id).mkdir(parents=True, exist_ok=True)
+        self.reg.volumes[vol_id] = vol
+        self.save()
+        self.event("storage.volume.created", volume=name, id=vol_id, replicas=nodes, size_gb=size)
+        return vol
+
+    def drop_replica_dirs(self, vol_id: str, nodes: list[str]) -> None:
+        for n in nodes:
+            pool = self.pools.get(n)
+            if pool and pool.online:
+                shutil.rmtree(self.replica_dir(n, vol_id), ignore_errors=True)
+
+    async def attach(
+        self, vol: dict[str, Any], node: str, task_id: str, running: list[str]
+    ) -> dict[str, Any]:
+        if node not in self.pools:
+            raise StorageError(
+                409,
+                f"{node} has no storage pool (the public agent has none)",
+                hint="run the app on a private agent (acceptedResourceRoles)",
+            )
+        pool = self.pools[node]
+        if not pool.online:
+            raise StorageError(409, f"the storage pool on {node} is offline")
+        att = vol.get("attachment")
+        if att and att["task_id"] != task_id:
+            holder = self.pools.get(att["node"])
+            alive = holder is not None and holder.online
+            if alive and (att["node"] != node or att["task_id"] in running):
+                raise StorageError(
+                    409,
+                    f"volume {vol['name']} is attached to task {att['task_id']} on "
+                    f"{att['node']}; a volume is attached to one task at a time",
+                    hint="stop that task first (scale its app to 0)",
+                )
+            self.event(
+                "storage.attachment.fenced",
+                volume=vol["name"],
+                node=att["node"],
+                task_id=att["task_id"],
+            )
+            log.warning(
+                "volume %s: fenced the attachment of %s on %s",
+                vol["name"],
+                att["task_id"],
+                att["node"],
+            )
+        src = self.source(vol)
+        if src is None:
+            where = ", ".join(r["node"] for r in vol["replicas"])
+            raise StorageError(
+                409,
+                f"volume {vol['name']} has no online replica (replicas on {where}: offline)",
+                hint="bring a node holding a replica back (`playground heal`); with replication"
+                " 1 the data lives on one node only",
+            )
+        promoted = src != vol.get("primary")
+        nodes = [r["node"] for r in vol["replicas"]]
+        if node not in nodes:
+            # The working copy moves here: a new replica in place of an offline one, one in
+            # the same zone, or the stalest, never the source.
+            vol["replicas"].append({"node": node, "pool_id": pool.pool_id, "synced_through": 0})
+            if len(vol["replicas"]) > vol["repl"]:
+
+                def rank(r: dict[str, Any]) -> tuple[int, int, float]:
+                    p = self.pools.get(r["node"])
+                    return (
+                        1 if self.replica_ok(vol, r) else 0,
+                        0 if p and p.zone == pool.zone else 1,
+                        self.synced_through(vol, r["node"]),
+                    )
+
+                candidates = [r for r in vol["replicas"] if r["node"] not in (node, src)]
+                drop = min(candidates, key=rank)
+                vol["replicas"].remove(drop)
+                self.known.get(vol["id"], {}).pop(drop["node"], None)
+                self.drop_replica_dirs(vol["id"], [drop["node"]])
+        if node != src:
+            dst = self.replica_dir(node, vol["id"])
+            await asyncio.to_thread(
+                replication.replicate,
+                self.replica_dir(src, vol["id"]),
+                dst,
+                None,
+                True,
+            )
+            for r in vol["replicas"]:
+                if r["node"] == node:
+                    r["pool_id"] = pool.pool_id
+                    r["synced_through"] = self.synced_through(vol, src)
+            self.known.get(vol["id"], {}).pop(node, None)
+        vol["primary"] = node
+        self.lag.setdefault(vol["id"], {})[node] = {"synced_through": time.time(), "pending": 0}
+        vol["attachment"] = {
+            "node": node,
+            "task_id": task_id,
+            "pid": None,
+            "attached_at": iso(time.time()),
+        }
+        self.save()
+        self.event(
+            "storage.volume.attached",
+            volume=vol["name"],
+            node=node,
+            task_id=task_id,
+            promoted_from=src if promoted or node != src else None,
+        )
+        return {"volume": self.view(vol), "path": str(self.replica_dir(node, vol["id"]))}
+
+    # ---- HTTP ---------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 20)
+        r = app.router
+        r.add_get("/health", self.h_health)
+        r.add_get("/metrics", self.h_metrics)
+        r.add_get("/v1/pools", self.h_pools)
+        r.add_get("/v1/volumes", self.h_volumes)
+        r.add_post("/v1/volumes", self.h_create)
+        r.add_get("/v1/volumes/{ref}", self.h_volume)
+        r.add_delete("/v1/volumes/{ref}", self.h_delete)
+        r.add_post("/v1/volumes/{ref}/resize", self.h_resize)
+        r.add_post("/v1/volumes/{ref}/ha-update", self.h_ha_update)
+        r.add_post("/v1/volumes/{ref}/sync", self.h_sync)
+        r.add_post("/v1/volumes/{ref}/verify", self.h_verify)
+        r.add_post("/v1/volumes/{ref}/attach", self.h_attach)
+        r.add_post("/v1/volumes/{ref}/detach", self.h_detach)
+        r.add_put("/v1/volumes/{ref}/attachment", self.h_attachment)
+        r.add_post("/v1/volumes/{ref}/attachment", self.h_attachment)
+        r.add_get("/v1/volumes/{ref}/snapshots", self.h_volume_snapshots)
+        r.add_post("/v1/volumes/{ref}/snapshots", self.h_snapshot_create)
+        r.add_post("/v1/volumes/{ref}/clone", self.h_clone)
+        r.add_get("/v1/snapshots", self.h_snapshots)
+        r.add_get("/v1/snapshots/{id}", self.h_snapshot)
+        r.add_delete("/v1/snapshots/{id}", self.h_snapshot_delete)
+        r.add_post("/v1/snapshots/{id}/restore", self.h_restore)
+        return app
+
+    async def body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StorageError(400, f"the request body is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise StorageError(400, "the request body must be a JSON object")
+        return data
+
+    async def h_health(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "status": "ok",
+                "pools": {p.node: p.online for p in self.pools.values()},
+                "volumes": len(self.reg.volumes),
+            }
+        )
+
+    async def h_pools(self, request: web.Request) -> web.Response:
+        out = []
+        for p in self.pools.values():
+            vols = [
+                v
+                for v in self.reg.volumes.values()
+                if any(r["node"] == p.node for r in v["replicas"])
+            ]
+            out.append(
+                p.view(
+                    sum(float(v["size_gb"]) for v in vols),
+                    sum(self.usage.get(v["id"], 0) for v in vols),
+                    len(vols),
+                )
+            )
+        return json_response(out)
+
+    async def h_volumes(self, request: web.Request) -> web.Response:
+        vols = sorted(self.reg.volumes.values(), key=lambda v: v["name"])
+        return json_response([self.view(v) for v in vols])
+
+    async def h_volume(self, request: web.Request) -> web.Response:
+        return json_response(self.view(self.reg.find(request.match_info["ref"])))
+
+    async def h_create(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        vol = self.create_volume(body)
+        return json_response(self.view(vol), status=201)
+
+    async def h_delete(self, request: web.Request) -> web.Response:
+        vol = self.reg.find(request.match_info["ref"])
+        async with self.lock(vol["id"]):
+            att = vol.get("attachment")
+            if att:
+                raise StorageError(
+                    409,
+                    f"volume {vol['name']} is in use by task {att['task_id']} on {att['node']}",
+                    hint="stop the app using it first (scale it to 0 or delete it)",
+                )
+            self.reg.volumes.pop(vol["id"], None)
+            self.save()
+            self.drop_replica_dirs(vol["id"], [r["node"] for r in vol["replicas"]])
+            self.lag.pop(vol["id"], None)
+            self.known.pop(vol["id"], None)
+        self.event("storage.volume.deleted", volume=vol["name"], id=vol["id"])
+        return json_response({"id": vol["id"], "name": vol["name"], "deleted": True})
+
+    async def h_resize(self, request: web.Request) -> web.Response:
+        vol = self.reg.find(request.match_info["ref"])
+        size = check_size((await self.body(request)).get("size"))
+        used = self.usage.get(vol["id"], 0)
+        if size * GB < used:
+            raise StorageError(
+                409,
+                f"volume {vol['name']} holds {used} bytes; {size:g} GB is smaller than that",
+                hint="a volume shrinks only down to what it holds",
+            )
+        old = vol["size_gb"]
+        vol["size_gb"] = size
+        self.save()
+        self.event("storage.volume.resized", volume=vol["name"], from_gb=old, to_gb=size)
+        return json_response(self.view(vol))
+
+    async def h_ha_update(self, request: web.Request) -> web.Response:
+        vol = self.reg.find(request.match_info["ref"])
+        repl = check_repl((await self.body(request)).get("repl"))
+        async with self.lock(vol["id"]):
+            nodes = [r["node"] for r in vol["replicas"]]
+            try:
+                new = ha_update(
+                    nodes,
+                    repl,
+                    self.pool_list(),
+                    float(vol["size_gb"]),
+                    working=vol.get("primary"),
+                    rack_aware=vol.get("rack_aware", False),
+                )
+            except PlacementError as exc:
+                raise StorageError(409, str(exc), exc.hint) from None
+            added = [n for n in new if n not in nodes]
+            dropped = [n for n in nodes if n not in new]
+            vol["replicas"] = [r for r in vol["replicas"] if r["node"] in new] + [
+                {"node": n, "pool_id": None, "synced_through": 0} for n in added
+            ]
+            vol["repl"] = repl
+            self.drop_replica_dirs(vol["id"], dropped)
+            for n in dropped:
+                self.known.get(vol["id"], {}).pop(n, None)
+                self.lag.get(vol["id"], {}).pop(n, None)
+            self.save()
+        self.event(
+            "storage.volume.ha_update", volume=vol["name"], repl=repl, added=added, dropped=dropped
+        )
+        return json_response(self.view(vol))
+
+    async def h_sync(self, request: web.Request) -> web.Response:
+        vol = self.reg.find(request.match_info["ref"])
+        t0 = time.monotonic()
+        async with self.lock(vol["id"]):
+            res = await self.replicate(vol, durable=True)
+        if res["source"] is None:
+            raise StorageError(409, f"volume {vol['name']} has no online replica to sync from")
+        return json_response(
+            {
+                "id": vol["id"],
+                "name": vol["name"],
+                "source": res["source"],
+                "replicas": res["replicas"],
+                "duration_ms": round((time.monotonic() - t0) * 1000, 3),
+            }
+        )
+
+    async def h_verify(self, request: web.Request) -> web.Response:
+        vol = self.reg.find(request.match_info["ref"])
+        async with self.lock(vol["id"]):
+            res = await self.replicate(vol, durable=True)
+            src = res["source"]
+            reps = []
+            ok = src is not None
+            if src is not None:
+                ref = await asyncio.to_thread(
+                    replication.digest_tree, self.replica_dir(src, vol["id"])
+                )
+                for r in vol["replicas"]:
+                    if not self.replica_ok(vol, r):
+                        reps.append({"node": r["node"], "ok": None, "state": "offline"})
+                        continue
+                    got = await asyncio.to_thread(
+                        replication.digest_tree, self.replica_dir(r["node"], vol["id"])
+                    )
+                    diff = sorted(k for k in set(ref) | set(got) if ref.get(k) != got.get(k))
+                    ok = ok and not diff
+                    reps.append(
+                        {
+                            "node": r["node"],
+                            "ok": not diff,
+                            "files": len(got),
+                            "differing": diff[:20],
+                        }
+                    )
+        snaps = []
+        for s in self.reg.snapshots.values():
+            if s["volume_id"] != vol["id"]:
+                continue
+            bad = await asyncio.to_thread(snapshots.verify, self.store, s["manifest"])
+            ok = ok and not bad
+            snaps.append(
+                {"id": s["id"], "name": s.get("name"), "ok": not bad, "damaged_files": bad[:20]}
+            )
+        self.event("storage.volume.verified", volume=vol["name"], ok=ok)
+        return json_response(
+            {
+                "id": vol["id"],
+                "name": vol["name"],
+                "ok": ok,
+                "source": src,
+                "replicas": reps,
+                "snapshots": snaps,
+            }
+        )
+
+    async def h_attach(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        ref = request.match_info["ref"]
+        node, task_id = body.get("node"), body.get("task_id")
+        if not isinstance(node, str) or not isinstance(task_id, str):
+            raise StorageError(400, "attach needs the node and the task_id")
+        running = [str(t) for t in body.get("running") or []]
+        vol = self.reg.by_name(ref) or self.reg.volumes.get(ref)
+        if vol is None:
+            create = body.get("create")
+            if not isinstance(create, dict):
+                raise StorageError(404, f"no volume {ref!r}")
+            # Provisioned on first use, its working copy where the task runs.
+            vol = self.create_volume({**create, "name": ref}, node=node)
+            self.event("storage.volume.provisioned", volume=ref, node=node, task_id=task_id)
+        async with self.lock(vol["id"]):
+            out = await self.attach(vol, node, task_id, running)
+        return json_response(out)
+
+    async def h_detach(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        vol = self.reg.find(request.match_info["ref"])
+        async with self.lock(vol["id"]):
+            att = vol.get("attachment")
+            if not att or att["task_id"] != body.get("task_id"):
+                return json_response(
+                    {"id": vol["id"], "detached": False, "reason": "not attached to that task"}
+                )
+            await self.replicate(vol, durable=True)
+            vol["attachment"] = None
+            self.save()
+        self.event(
+            "storage.volume.detached", volume=vol["name"], node=att["node"], task_id=att["task_id"]
+        )
+        return json_response({"id": vol["id"], "detached": True})
+
+    async def h_attachment(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        vol = self.reg.find(request.match_info["ref"])
+        att = vol.get("attachment")
+        if not att or att["task_id"] != body.get("task_id"):
+            raise StorageError(409, f"volume {vol['name']} is not attached to that task")
+        pid = body.get("pid")
+        if not isinstance(pid, int) or pid <= 1:
+            raise StorageError(400, "pid must be the task's process id")
+        att["pid"] = pid
+        self.save()
+        return json_response(att)
+
+    # ---- snapshots ----------------------------------------------------------------------
+    def snap_view(self, s: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in s.items() if k != "manifest"}
+
+    async def h_snapshots(self, request: web.Request) -> web.Response:
+        snaps = sorted(self.reg.snapshots.values(), key=lambda s: s["created_ts"])
+        vol = request.query.get("volume")
+        if vol:
+            v = self.reg.find(vol)
+            snaps = [s for s in snaps if s["volume_id"] == v["id"]]
+        return json_response([self.snap_view(s) for s in snaps])
+
+    async def h_volume_snapshots(self, request: web.Request) -> web.Response:
+        v = self.reg.find(request.match_info["ref"])
+        snaps = sorted(
+            (s for s in self.reg.snapshots.values() if s["volume_id"] == v["id"]),
+            key=lambda s: s["created_ts"],
+        )
+        return json_response([self.snap_view(s) for s in snaps])
+
+    async def h_snapshot(self, request: web.Request) -> web.Response:
+        return json_response(self.snap_view(self.reg.snapshot(request.match_info["id"])))
+
+    async def h_snapshot_create(self, request: web.Request) -> web.Response:
+        vol = self.reg.find(request.match_info["ref"])
+        body = await self.body(request)
+        name = body.get("name")
+        if name is not None:
+            check_name(name, "snapshot")
+        async with self.lock(vol["id"]):
+            snap = await self.take_snapshot(vol, name, body.get("schedule"))
+        return json_response(self.snap_view(snap), status=201)
+
+    async def take_snapshot(
+        self, vol: dict[str, Any], name: str | None, schedule: str | None = None
+    ) -> dict[str, Any]:
+        src = self.source(vol)
+        if src is None:
+            raise StorageError(409, f"volume {vol['name']} has no online replica to snapshot")
+        previous = None
+        mine = [s for s in self.reg.snapshots.values() if s["volume_id"] == vol["id"]]
+        if mine:
+            previous = max(mine, key=lambda s: s["created_ts"])["manifest"]
+        att = vol.get("attachment")
+        pid = att.get("pid") if att and att.get("node") == src else None
+        root = self.replica_dir(src, vol["id"])
+        t0 = time.monotonic()
+        cap, freeze = await asyncio.to_thread(self._capture, root, previous, pid)
+        took = time.monotonic() - t0
+        now = time.time()
+        snap = {
+            "id": new_id("snap"),
+            "name": name,
+            "volume_id": vol["id"],
+            "volume": vol["name"],
+            "volume_size_gb": vol["size_gb"],
+            "volume_repl": vol["repl"],
+            "volume_labels": vol["labels"],
+            "secure": vol["secure"],
+            "created_at": iso(now),
+            "created_ts": now,
+            "source_node": src,
+            "size_bytes": cap.manifest["size"],
+            "files": len(cap.manifest["files"]),
+            "files_read": cap.files_read,
+            "bytes_new": cap.bytes_new,
+            "freeze_ms": round(freeze * 1000, 3) if freeze is not None else None,
+            "duration_ms": round(took * 1000, 3),
+            "schedule": schedule,
+            "manifest": cap.manifest,
+        }
+        self.reg.save_snapshot(snap)
+        self.event(
+            "storage.snapshot.created",
+            volume=vol["name"],
+            snapshot=snap["id"],
+            bytes_new=cap.bytes_new,
+            freeze_ms=snap["freeze_ms"],
+        )
+        return snap
+
+    def _capture(
+        self, root: Path, previous: dict[str, Any] | None, pid: int | None
+    ) -> tuple[snapshots.Capture, float | None]:
+        frozen_file = self.work / "frozen.json"
+        frozen_at: float | None = None
+        if pid is not None:
+            atomic_write(frozen_file, json.dumps({"pid": pid}).encode())
+            try:
+                os.killpg(pid, signal.SIGSTOP)
+                frozen_at = time.monotonic()
+            except (ProcessLookupError, PermissionError):
+                frozen_file.unlink(missing_ok=True)
+        try:
+            cap = snapshots.capture(self.store, root, previous)
+        finally:
+            freeze = None
+            if frozen_at is not None and pid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGCONT)
+                freeze = time.monotonic() - frozen_at
+                frozen_file.unlink(missing_ok=True)
+        return cap, freeze
+
+    async def h_snapshot_delete(self, request: web.Request) -> web.Response:
+        snap = self.reg.snapshot(request.match_info["id"])
+        self.reg.delete_snapshot(snap["id"])
+        live: set[str] = set()
+        for s in self.reg.snapshots.values():
+            live |= snapshots.digests(s["manifest"])
+        removed = await asyncio.to_thread(self.store.collect, live)
+        self.event("storage.snapshot.deleted", snapshot=snap["id"], volume=snap["volume"])
+        return json_response({"id": snap["id"], "deleted": True, "chunks_removed": removed})
+
+    async def h_restore(self, request: web.Request) -> web.Response:
+        snap = self.reg.snapshot(request.match_info["id"])
+        body = await self.body(request)
+        to = body.get("to")
+        if to is not None:
+            check_name(to)
+            vol = self.reg.by_name(to)
+            if vol is None:
+                vol = self.create_volume(
+                    {
+                        "name": to,
+                        "size": snap["volume_size_gb"],
+                        "repl": snap["volume_repl"],
+                        "secure": snap["secure"],
+                        "labels": snap["volume_labels"],
+                    }
+                )
+            elif vol["id"] != snap["volume_id"]:
+                raise StorageError(
+                    409,
+                    f"a volume named {to!r} exists already",
+                    hint="restore into a new name, or in place",
+                )
+        else:
+            vol = self.reg.volumes.get(snap["volume_id"])
+            if vol is None:
+                raise StorageError(
+                    409,
+                    f"the snapshot's volume {snap['volume']!r} is deleted",
+                    hint="restore it into a new volume with --to NAME",
+                )
+        async with self.lock(vol["id"]):
+            att = vol.get("attachment")
+            if att:
+                raise StorageError(
+                    409,
+                    f"volume {vol['name']} is attached to task {att['task_id']} on "
+                    f"{att['node']}; restoring over a volume in use is refused",
+                    hint="stop the app first (scale it to 0), or restore into a new volume"
+                    " with --to NAME",
+                )
+            dst = self.source(vol)
+            if dst is None:
+                raise StorageError(409, f"volume {vol['name']} has no online replica")
+            t0 = time.monotonic()
+            await asyncio.to_thread(
+                snapshots.restore, self.store, snap["manifest"], self.replica_dir(dst, vol["id"])
+            )
+            vol["primary"] = dst
+            self.known.pop(vol["id"], None)
+            await self.replicate(vol, durable=True)
+            self.save()
+        self.event("storage.snapshot.restored", snapshot=snap["id"], volume=vol["name"])
+        return json_response(
+            {
+                "snapshot": snap["id"],
+                "volume": self.view(vol),
+                "duration_ms": round((time.monotonic() - t0) * 1000, 3),
+            }
+        )
+
+    async def h_clone(self, request: web.Request) -> web.Response:
+        vol = self.reg.find(request.match_info["ref"])
+        name = check_name((await self.body(request)).get("name"))
+        if self.reg.by_name(name):
+            raise StorageError(409, f"a volume named {name!r} exists already")
+        async with self.lock(vol["id"]):
+            snap = await self.take_snapshot(vol, f"clone-of-{vol['name']}"[:63])
+        clone = self.create_volume(
+            {
+                "name": name,
+                "size": vol["size_gb"],
+                "repl": vol["repl"],
+                "secure": vol["secure"],
+                "labels": vol["labels"],
+            }
+        )
+        async with self.lock(clone["id"]):
+            dst = str(clone["primary"])
+            await asyncio.to_thread(
+                snapshots.restore, self.store, snap["manifest"], self.replica_dir(dst, clone["id"])
+            )
+            await self.replicate(clone, durable=True)
+        self.event("storage.volume.cloned", volume=vol["name"], clone=name)
+        return json_response(self.view(clone), status=201)
+
+    # ---- metrics ------------------------------------------------------------------------
+    async def h_metrics(self, request: web.Request) -> web.Response:
+        lines = [
+            "# HELP playground_storage_pool_online 1 if the storage pool answers.",
+            "# TYPE playground_storage_pool_online gauge",
+        ]
+        for p in self.pools.values():
+            lines.append(f'playground_storage_pool_online{{node="{p.node}"}} {int(p.online)}')
+        series: dict[str, list[str]] = {
+            "playground_storage_volume_replicas": [],
+            "playground_storage_volume_replicas_online": [],
+            "playground_storage_volume_used_bytes": [],
+            "playground_storage_volume_size_bytes": [],
+            "playground_storage_volume_attached": [],
+            "playground_storage_replica_lag_seconds": [],
+        }
+        for v in self.reg.volumes.values():
+            view = self.view(v)
+            lbl = f'volume="{v["name"]}"'
+            series["playground_storage_volume_replicas"].append(f"{{{lbl}}} {v['repl']}")
+            online = sum(1 for r in view["replicas"] if r["state"] not in ("offline", "resync"))
+            series["playground_storage_volume_replicas_online"].append(f"{{{lbl}}} {online}")
+            series["playground_storage_volume_used_bytes"].append(f"{{{lbl}}} {view['used_bytes']}")
+            series["playground_storage_volume_size_bytes"].append(f"{{{lbl}}} {view['size_bytes']}")
+            series["playground_storage_volume_attached"].append(
+                f"{{{lbl}}} {int(bool(v.get('attachment')))}"
+            )
+            for r in view["replicas"]:
+                if r["lag_seconds"] is not None:
+                    series["playground_storage_replica_lag_seconds"].append(
+                        f'{{{lbl},node="{r["node"]}"}} {r["lag_seconds"]}'
+                    )
+        for name, samples in series.items():
+            lines.append(f"# TYPE {name} gauge")
+            lines.extend(name + s for s in samples)
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    # ---- run ------------------------------------------------------------------------------
+    async def run(self) -> int:
+        self.session = aiohttp.ClientSession(trace_configs=network.trace_configs())
+        loops = [
+            asyncio.create_task(supervise("probe", self.probe_loop, self.ctx.stop)),
+            asyncio.create_task(supervise("replication", self.repl_loop, self.ctx.stop)),
+        ]
+        try:
+            await run_app(self.app(), self.ctx.address.host, self.ctx.address.port, self.ctx.stop)
+        finally:
+            for t in loops:
+                t.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            self.reg.save()
+            await self.session.close()
+        return 0
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except StorageError as exc:
+        return json_response(exc.body(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_response(
+            {"message": f"{exc.reason}: {request.method} {request.path}"}, status=exc.status
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        return json_response({"message": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+
+
+async def serve(ctx: NodeContext) -> int:
+    return await StorageNode(ctx).run()
