@@ -7,6 +7,7 @@ import click
 from playground import __version__
 from playground.cli import app as app_cmds
 from playground.cli import chaos as chaos_cmds
+from playground.cli import cloud as cloud_cmds
 from playground.cli import cluster as cluster_cmds
 from playground.cli import faults as fault_cmds
 from playground.cli import maintenance as maintenance_cmds
@@ -51,6 +52,8 @@ for cmd in (
     monitor_cmds.tickets,
     monitor_cmds.monitoring,
     data,
+    cloud_cmds.cloud,
+    cloud_cmds.cloudsnap,
 ):
     main.add_command(cmd)
 
