@@ -295,21 +295,24 @@ def check_kv(client: httpx.Client, base_url: str, ready_timeout: float = 0.0) ->
     return stats
 
 
+def _refusal(r: httpx.Response, what: str) -> DatasetError:
+    """The error for a write the kv did not acknowledge (a full volume says so)."""
+    if r.status_code == 507:
+        return DatasetError(
+            f"the kv's volume is full: {what} was refused (HTTP 507: {_message(r)})",
+            hint="resize the volume (`playground volume resize VOLUME --size GB`) or give "
+            "the app a larger --size-limit, then run `playground data load` again",
+        )
+    return DatasetError(f"the kv did not acknowledge {what}: HTTP {r.status_code}: {_message(r)}")
+
+
 def _put(client: httpx.Client, base_url: str, key: str, value: bytes) -> None:
     try:
         r = client.put(_url(base_url, key), content=value)
     except httpx.HTTPError as exc:
         raise _unreachable(base_url, exc) from None
-    if r.status_code == 507:
-        raise DatasetError(
-            f"the kv's volume is full: PUT {key} was refused (HTTP 507: {_message(r)})",
-            hint="resize the volume (`playground volume resize VOLUME --size GB`) or give "
-            "the app a larger --size-limit, then run `playground data load` again",
-        )
     if not 200 <= r.status_code < 300:
-        raise DatasetError(
-            f"the kv did not acknowledge PUT {key}: HTTP {r.status_code}: {_message(r)}"
-        )
+        raise _refusal(r, f"PUT {key}")
 
 
 def _get(client: httpx.Client, base_url: str, key: str) -> bytes | None:
@@ -413,9 +416,7 @@ def load(
         except httpx.HTTPError as exc:
             raise _unreachable(base_url, exc) from None
         if r.status_code not in (200, 404):
-            raise DatasetError(
-                f"cannot remove the old manifest {mkey}: HTTP {r.status_code}: {_message(r)}"
-            )
+            raise _refusal(r, f"DELETE {mkey} (the old manifest)")
 
         def put(rec: Record) -> None:
             _put(client, base_url, rec.key, rec.value)
