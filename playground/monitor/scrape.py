@@ -14,11 +14,13 @@ stopped or partitioned node is a 0, never an error of the monitor). What is read
 | ``marathon`` | ``/ping``, ``/metrics/prometheus`` | ``marathon_*`` as Marathon exposes them |
 | ``marathon`` | ``/v2/apps?embed=apps.counts&embed=apps.lastTaskFailure`` | ``marathon_app_instances{app}``, ``marathon_app_tasks_running``, ``_staged``, ``_healthy``, ``_unhealthy``, ``marathon_app_task_failures_total{app}`` (task failures seen since the monitor started) |
 | ``marathon`` | ``/v2/deployments`` | ``marathon_deployment_age_seconds{deployment, app}`` |
+| ``storage`` | ``/metrics`` of the storage node | ``playground_storage_*`` as it exposes them (pools by ``node``, volumes by ``volume``) |
 
 Ages are real-cluster seconds (wall seconds times the time scale), so thresholds in
 rules read as they would on a real cluster. Cluster-wide series (the leader, quorum,
-agents, apps) carry no ``instance`` label, so a leader change does not make them new
-series.
+agents, apps, and the storage node's pools and volumes) carry no ``instance`` label, so
+a leader change does not make them new series, and an alert about a pool names its agent
+(``node``), not the storage node.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ JOBS = {
     "agent": "mesos-agent",
     "public-agent": "mesos-agent",
     "marathon": "marathon",
+    "storage": "storage",
 }
 
 
@@ -143,6 +146,7 @@ class Scraper:
             asyncio.gather(*(self._master(r, m) for m in masters)),
             asyncio.gather(*(self._agent(r, a) for a in self._of("agent", "public-agent"))),
             self._marathon(r),
+            self._storage(r),
         )
         leaders = [m for m, elected in zip(masters, results[1], strict=True) if elected]
         r.samples.append(Sample({NAME: "playground_mesos_leader"}, 1.0 if leaders else 0.0))
@@ -294,6 +298,18 @@ class Scraper:
                 self._deployments(r, deps if isinstance(deps, list) else [])
 
             await self._target(r, "marathon", node, work)
+
+    # ---- storage ----------------------------------------------------------------------
+    async def _storage(self, r: Round) -> None:
+        for node in self._of("storage"):
+
+            async def work(node: Node = node) -> None:
+                page = await self._get(f"{node.url}/metrics")
+                for s in exposition.parse(page):
+                    labels = {k: v for k, v in s.labels.items() if k not in ("job", "instance")}
+                    r.samples.append(Sample({**labels, "job": "storage"}, s.value))
+
+            await self._target(r, "storage", node, work)
 
     def _apps(self, r: Round, apps: list[dict[str, Any]]) -> None:
         for app in apps:

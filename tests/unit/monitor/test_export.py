@@ -66,7 +66,7 @@ def test_promtool_accepts_the_export(state: StateDir, tmp_path: Path) -> None:
     result = ex.export(state.root, tmp_path / "out")
     assert [c.command[1:3] for c in result.checks] == [["check", "rules"], ["check", "config"]]
     assert result.ok, [c.output for c in result.checks]
-    assert "SUCCESS: 7 rules found" in result.checks[0].output
+    assert "SUCCESS: 12 rules found" in result.checks[0].output
 
 
 @pytest.mark.skipif(

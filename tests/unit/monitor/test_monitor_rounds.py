@@ -175,14 +175,14 @@ def test_bad_rules_file_keeps_the_old_rules(env: Any) -> None:
     state, fake, clock = env
     m = monitor(env)
     tick(m, clock)
-    assert len(m.engine.states) == 7 and m.rules_error is None
+    assert len(m.engine.states) == 12 and m.rules_error is None
     path = rules_mod.state_rules_path(state.root)
     good = path.read_text()
     path.write_text(
         good.replace("expr: mesos_agent_unreachable == 1", "expr: mesos_agent_unreachable ==")
     )
     tick(m, clock)
-    assert len(m.engine.states) == 7
+    assert len(m.engine.states) == 12
     assert m.rules_error is not None and "AgentUnreachable" in m.rules_error
     assert m.rules_view()["error"] == m.rules_error and m.health_view()["rules_error"]
     assert "playground_monitor_rules_last_reload_successful 0" in m.metrics_text()
@@ -335,3 +335,69 @@ def test_http_api(env: Any) -> None:
     assert {r["name"] for r in got["/v1/rules"]["rules"]} >= {"AgentUnreachable", "MarathonDown"}
     assert {t["instance"] for t in got["/v1/targets"]} == {n.name for n in NODES}
     assert "playground_monitor_scrape_rounds_total 3" in got["/metrics"]
+
+
+class StorageCluster(FakeCluster):
+    """The fake cluster with a storage node: pools, one volume, its backups' failures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pools = {"agent-1": 1, "agent-2": 1}
+        self.volume = {"replicas": 2, "online": 2, "used": 100, "size": 1000}
+        self.backup_failures = 0
+
+    async def fetch(self, url: str) -> tuple[int, str]:
+        if url == "http://st/metrics":
+            self.requests.append(url)
+            v = self.volume
+            lines = ["# TYPE playground_storage_pool_online gauge"]
+            lines += [
+                f'playground_storage_pool_online{{node="{n}"}} {up}' for n, up in self.pools.items()
+            ]
+            lines += [
+                f'playground_storage_volume_replicas{{volume="db"}} {v["replicas"]}',
+                f'playground_storage_volume_replicas_online{{volume="db"}} {v["online"]}',
+                f'playground_storage_volume_used_bytes{{volume="db"}} {v["used"]}',
+                f'playground_storage_volume_size_bytes{{volume="db"}} {v["size"]}',
+                f"playground_storage_cloud_backup_failed_total {self.backup_failures}",
+            ]
+            return 200, "\n".join(lines) + "\n"
+        return await super().fetch(url)
+
+
+def firing(m: Monitor) -> dict[str, str]:
+    return {a["rule"]: a["subject"] for a in m.alerts_view() if a["state"] == "firing"}
+
+
+def test_storage_node_is_scraped_and_its_alerts_fire(tmp_path: Path) -> None:
+    """storage-1's /metrics is a target (job storage); pool, replication, fullness and backup alerts fire and resolve."""
+    state, fake, clock = StateDir(tmp_path / "state"), StorageCluster(), Clock()
+    nodes = [*NODES, Node("storage-1", "storage", "http://st", "st:9700")]
+    m = Monitor(state, "monitor-1", nodes, TimeScale(10), fake.fetch, clock=clock)
+    tick(m, clock)
+    text = m.metrics_text()
+    assert 'up{instance="storage-1",job="storage"} 1' in text
+    assert 'playground_storage_pool_online{job="storage",node="agent-2"} 1' in text
+    assert firing(m) == {}
+
+    fake.pools["agent-2"] = 0
+    fake.volume.update(online=1, used=950)
+    tick(m, clock)
+    # A pool alert is about its agent (so a remediation would heal that node).
+    assert firing(m) == {"StoragePoolOffline": "agent-2", "VolumeNearlyFull": "cluster"}
+    tick(m, clock, 3.1)  # VolumeReplicationDegraded has for: 30s (3 s at time scale 10)
+    assert "VolumeReplicationDegraded" in firing(m)
+    degraded = next(a for a in m.alerts_view() if a["rule"] == "VolumeReplicationDegraded")
+    assert degraded["labels"]["volume"] == "db"
+
+    fake.volume["used"] = 1000
+    fake.backup_failures = 1
+    tick(m, clock)
+    got = firing(m)
+    assert "VolumeFull" in got and "VolumeNearlyFull" not in got, "full is not also nearly full"
+    assert "CloudBackupFailed" in got
+
+    fake.pools["agent-2"] = 1
+    fake.volume.update(online=2, size=4000)
+    tick(m, clock)
+    assert set(firing(m)) == {"CloudBackupFailed"}, "only the backup failure is still recent"

@@ -17,11 +17,16 @@ SHIPPED = {
     "DeploymentStuck",
     "TaskFlapping",
     "MarathonDown",
+    "StoragePoolOffline",
+    "VolumeReplicationDegraded",
+    "VolumeNearlyFull",
+    "VolumeFull",
+    "CloudBackupFailed",
 }
 
 
 def test_shipped_rules() -> None:
-    """The shipped file has the seven alerts, each with a severity; remediations are off."""
+    """The shipped file has the twelve alerts, each with a severity; remediations are off."""
     rules = r.load(r.shipped_path())
     assert {x.name for x in rules} == SHIPPED
     assert all(x.kind == "alert" and x.labels.get("severity") for x in rules)
