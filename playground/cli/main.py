@@ -12,6 +12,7 @@ from playground.cli import cluster as cluster_cmds
 from playground.cli import faults as fault_cmds
 from playground.cli import maintenance as maintenance_cmds
 from playground.cli import monitor as monitor_cmds
+from playground.cli import storage as storage_cmds
 from playground.cli.common import state_dir_option
 from playground.cli.data import data
 from playground.cli.doctor import doctor
@@ -51,6 +52,9 @@ for cmd in (
     chaos_cmds.chaos,
     monitor_cmds.tickets,
     monitor_cmds.monitoring,
+    storage_cmds.volume,
+    storage_cmds.snapshot,
+    storage_cmds.schedule,
     data,
     cloud_cmds.cloud,
     cloud_cmds.cloudsnap,

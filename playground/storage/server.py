@@ -600,6 +600,9 @@ class StorageNode:
         r.add_get("/v1/snapshots/{id}", self.h_snapshot)
         r.add_delete("/v1/snapshots/{id}", self.h_snapshot_delete)
         r.add_post("/v1/snapshots/{id}/restore", self.h_restore)
+        r.add_get("/v1/schedules", self.h_schedules)
+        r.add_post("/v1/schedules", self.h_schedule_create)
+        r.add_delete("/v1/schedules/{id}", self.h_schedule_delete)
         return app
 
     async def body(self, request: web.Request) -> dict[str, Any]:
@@ -863,7 +866,7 @@ class StorageNode:
         if name is not None:
             check_name(name, "snapshot")
         async with self.lock(vol["id"]):
-            snap = await self.take_snapshot(vol, name, body.get("schedule"))
+            snap = await self.take_snapshot(vol, name)
         return json_response(self.snap_view(snap), status=201)
 
     async def take_snapshot(
@@ -940,10 +943,7 @@ class StorageNode:
     async def h_snapshot_delete(self, request: web.Request) -> web.Response:
         snap = self.reg.snapshot(request.match_info["id"])
         self.reg.delete_snapshot(snap["id"])
-        live: set[str] = set()
-        for s in self.reg.snapshots.values():
-            live |= snapshots.digests(s["manifest"])
-        removed = await asyncio.to_thread(self.store.collect, live)
+        removed = await self.collect_chunks()
         self.event("storage.snapshot.deleted", snapshot=snap["id"], volume=snap["volume"])
         return json_response({"id": snap["id"], "deleted": True, "chunks_removed": removed})
 
@@ -1033,6 +1033,129 @@ class StorageNode:
         self.event("storage.volume.cloned", volume=vol["name"], clone=name)
         return json_response(self.view(clone), status=201)
 
+    # ---- schedules ----------------------------------------------------------------------
+    def next_run(self, sched: dict[str, Any], after: float) -> float:
+        """The next cluster-clock time the schedule is due after ``after``."""
+        if sched.get("every_minutes"):
+            return after + float(sched["every_minutes"]) * 60
+        hh, mm = (int(x) for x in str(sched["daily"]).split(":"))
+        day = after - after % 86400
+        at = day + hh * 3600 + mm * 60
+        return at if at > after else at + 86400
+
+    def sched_view(self, sched: dict[str, Any]) -> dict[str, Any]:
+        describe = (
+            f"every {sched['every_minutes']:g} min"
+            if sched.get("every_minutes")
+            else f"daily at {sched['daily']}"
+        )
+        vol = self.reg.volumes.get(sched["volume_id"])
+        return {
+            **sched,
+            "volume": vol["name"] if vol else sched.get("volume"),
+            "describe": describe,
+            "next_at": iso(sched["next_cluster_ts"]),
+            "last_at": iso(sched["last_cluster_ts"]) if sched.get("last_cluster_ts") else None,
+            "snapshots": sum(
+                1 for x in self.reg.snapshots.values() if x.get("schedule") == sched["id"]
+            ),
+        }
+
+    async def h_schedules(self, request: web.Request) -> web.Response:
+        scheds = sorted(self.reg.schedules.values(), key=lambda x: x["created_at"])
+        return json_response([self.sched_view(x) for x in scheds])
+
+    async def h_schedule_create(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        vol = self.reg.find(str(body.get("volume", "")))
+        every, daily = body.get("every_minutes"), body.get("daily")
+        if (every is None) == (daily is None):
+            raise StorageError(400, "a schedule has exactly one of every_minutes or daily")
+        if every is not None:
+            try:
+                every = float(every)
+            except (TypeError, ValueError):
+                every = 0.0
+            if not every >= 1:
+                raise StorageError(400, f"every_minutes must be a number >= 1, not {every!r}")
+        if daily is not None:
+            parts = str(daily).split(":")
+            ok = len(parts) == 2 and all(p.isdigit() for p in parts)
+            if not ok or not (0 <= int(parts[0]) <= 23 and 0 <= int(parts[1]) <= 59):
+                raise StorageError(400, f"daily must be HH:MM (00:00 to 23:59), not {daily!r}")
+        keep = body.get("keep", 5)
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+            raise StorageError(400, f"keep must be an integer >= 1, not {keep!r}")
+        now = self.ctx.time.cluster_now()
+        sched: dict[str, Any] = {
+            "id": new_id("sched"),
+            "volume_id": vol["id"],
+            "volume": vol["name"],
+            "every_minutes": every,
+            "daily": daily,
+            "keep": keep,
+            "created_at": iso(time.time()),
+            "last_cluster_ts": None,
+        }
+        sched["next_cluster_ts"] = self.next_run(sched, now)
+        self.reg.schedules[sched["id"]] = sched
+        self.save()
+        self.event("storage.schedule.created", schedule=sched["id"], volume=vol["name"])
+        return json_response(self.sched_view(sched), status=201)
+
+    async def h_schedule_delete(self, request: web.Request) -> web.Response:
+        sid = request.match_info["id"]
+        sched = self.reg.schedules.pop(sid, None)
+        if sched is None:
+            raise StorageError(
+                404, f"no schedule {sid!r}", hint="`playground schedule list` shows the schedules"
+            )
+        self.save()
+        self.event("storage.schedule.deleted", schedule=sid)
+        return json_response({"id": sid, "deleted": True})
+
+    async def schedule_loop(self) -> None:
+        while not self.ctx.stop.is_set():
+            now = self.ctx.time.cluster_now()
+            for sched in list(self.reg.schedules.values()):
+                if now < sched["next_cluster_ts"]:
+                    continue
+                vol = self.reg.volumes.get(sched["volume_id"])
+                sched["last_cluster_ts"] = now
+                sched["next_cluster_ts"] = self.next_run(sched, now)
+                self.save()
+                if vol is None:
+                    continue
+                try:
+                    async with self.lock(vol["id"]):
+                        await self.take_snapshot(vol, None, schedule=sched["id"])
+                except (StorageError, OSError) as exc:
+                    self.event("storage.schedule.failed", schedule=sched["id"], error=str(exc))
+                    log.warning("schedule %s: snapshot failed: %s", sched["id"], exc)
+                    continue
+                await self.apply_retention(sched)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ctx.stop.wait(), 0.25)
+
+    async def apply_retention(self, sched: dict[str, Any]) -> None:
+        mine = sorted(
+            (x for x in self.reg.snapshots.values() if x.get("schedule") == sched["id"]),
+            key=lambda x: x["created_ts"],
+        )
+        old = mine[: max(0, len(mine) - int(sched["keep"]))]
+        if not old:
+            return
+        for x in old:
+            self.reg.delete_snapshot(x["id"])
+        await self.collect_chunks()
+        self.event("storage.schedule.pruned", schedule=sched["id"], deleted=[x["id"] for x in old])
+
+    async def collect_chunks(self) -> int:
+        live: set[str] = set()
+        for x in self.reg.snapshots.values():
+            live |= snapshots.digests(x["manifest"])
+        return int(await asyncio.to_thread(self.store.collect, live))
+
     # ---- metrics ------------------------------------------------------------------------
     async def h_metrics(self, request: web.Request) -> web.Response:
         lines = [
@@ -1076,6 +1199,7 @@ class StorageNode:
         loops = [
             asyncio.create_task(supervise("probe", self.probe_loop, self.ctx.stop)),
             asyncio.create_task(supervise("replication", self.repl_loop, self.ctx.stop)),
+            asyncio.create_task(supervise("schedules", self.schedule_loop, self.ctx.stop)),
         ]
         try:
             await run_app(self.app(), self.ctx.address.host, self.ctx.address.port, self.ctx.stop)

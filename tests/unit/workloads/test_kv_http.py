@@ -122,7 +122,7 @@ def test_bad_limit_and_unknown_routes_answer_json_errors(tmp_path: Path) -> None
 
 
 def test_health_and_stats(tmp_path: Path) -> None:
-    """/health is ok and /stats reports records, keys, checksum, log bytes, mode, truncated tail, limit and task id."""
+    """/health is ok and /stats reports records, keys, checksum, log bytes, mode, truncated tail, limit, task id and volume."""
     with KVLog(tmp_path) as seed:
         seed.put("a", b"1")
     with (tmp_path / "data.log").open("ab") as fh:
@@ -144,6 +144,7 @@ def test_health_and_stats(tmp_path: Path) -> None:
             "truncated_bytes": 2,
             "size_limit_bytes": 4096,
             "task_id": "kv.42",
+            "volume": None,
         }
 
     serve(log, scenario, task_id="kv.42")
