@@ -269,6 +269,8 @@ class Cloud:
             str(weed),
             f"-logdir={self.root / 'logs'}",
             f"-config_dir={self.root}",
+            "-log_max_size_mb=64",
+            "-log_max_files=3",
             "mini",
             f"-dir={self.data_dir}",
             f"-ip={HOST}",
@@ -421,6 +423,8 @@ class Cloud:
 
     def down(self, timeout: float = 10.0) -> bool:
         """Stop the server (SIGTERM, SIGKILL after ``timeout``); True if one was running."""
+        if not self.root.is_dir():
+            return False  # nothing to stop, and no directory to create
         with self._lock():
             rec = self._record()
             stopped = self._stop(rec, timeout)

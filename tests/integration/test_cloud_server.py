@@ -148,6 +148,8 @@ def test_backup_restore_and_the_data_survives_a_restart(cloud: Cloud, tmp_path: 
     assert r3.chunks_uploaded == 4 and scattered < 0.05
 
     st = cloud.status()
+    assert st.pid is not None
+    print(f"weed RSS after the backups: {psutil.Process(st.pid).memory_info().rss / 2**20:.0f} MiB")
     assert st.backups == 3 and st.bytes_stored is not None and st.bytes_stored > 100 << 20
     cloud.down()
     cloud.up()  # new ports, same data
