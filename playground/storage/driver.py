@@ -63,9 +63,12 @@ class ExternalVolume:
 
     def sandbox_path(self, sandbox: Path) -> Path:
         """Where the task sees the volume: the container path, inside the sandbox."""
-        rel = self.container_path.lstrip("/") or self.name
-        path = (sandbox / rel).resolve()
-        if sandbox.resolve() not in (path, *path.parents):
+        rel = os.path.normpath(self.container_path.lstrip("/") or self.name)
+        # The last component is not resolved: it may be this volume's link from a previous
+        # launch (which points into the pool, outside the sandbox, and is replaced).
+        parent = (sandbox / rel).parent.resolve()
+        root = sandbox.resolve()
+        if rel in (".", "..") or rel.startswith("../") or root not in (parent, *parent.parents):
             raise ValueError(f"container path {self.container_path!r} leaves the sandbox")
         return sandbox / rel
 
