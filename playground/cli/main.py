@@ -60,6 +60,8 @@ for cmd in (
     cloud_cmds.cloudsnap,
 ):
     main.add_command(cmd)
+for verb in storage_cmds.CLOUDSNAP_COMMANDS:
+    cloud_cmds.cloudsnap.add_command(verb)
 
 try:
     from playground.cli.workload import workload

@@ -388,3 +388,126 @@ def schedule_delete(sched: str, as_json: bool) -> None:
     with storage_client() as c:
         out = c.delete_schedule(sched)
     emit_json(out) if as_json else click.echo(f"deleted schedule {out['id']}")
+
+
+# ---- cloudsnap (verbs on the group of playground.cli.cloud) ----------------------------
+def _cloud_dir(value: str | None) -> str:
+    """The cloud directory the storage node should use (absolute; it runs elsewhere)."""
+    from playground.cloud.server import Cloud
+
+    return str(Cloud(value).root)
+
+
+_cloud_dir_option = click.option(
+    "--cloud-dir",
+    envvar="PLAYGROUND_CLOUD_DIR",
+    type=click.Path(file_okay=False),
+    help="The cloud's directory [env: PLAYGROUND_CLOUD_DIR; default: "
+    "$XDG_DATA_HOME/playground/cloud].",
+)
+
+
+def _backup_line(b: dict[str, Any]) -> str:
+    pct = f"{b.get('progress', 0) * 100:.0f}%"
+    return (
+        f"{b['id']}  {b['volume']:<16} {b['created']}  {b['status']:<8} {pct:>4}  "
+        f"{_bytes(b.get('size'))}, sent {_bytes(b.get('uploaded_bytes'))}"
+    )
+
+
+@click.command("backup")
+@click.argument("volume_name", metavar="VOLUME")
+@_cloud_dir_option
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until done.")
+@json_option
+@handle_errors
+def cloudsnap_backup(volume_name: str, cloud_dir: str | None, wait: bool, as_json: bool) -> None:
+    """Back VOLUME up to the cloud: incremental, deduplicated, compressed, encrypted."""
+    import time
+
+    cdir = _cloud_dir(cloud_dir)
+    with storage_client() as c:
+        started = c.call("POST", f"/v1/volumes/{volume_name}/cloudsnaps", {"cloud_dir": cdir})
+        rec: dict[str, Any] = started
+        last = ""
+        while wait and rec.get("status") == "running":
+            time.sleep(0.3)
+            rec = c.call("GET", f"/v1/cloudsnaps/{started['id']}", params={"cloud_dir": cdir})
+            line = f"backup {started['id']}: {rec.get('progress', 0) * 100:.0f}%"
+            if line != last and not as_json:
+                click.echo(line, err=True)
+                last = line
+    if as_json:
+        emit_json(rec)
+    elif rec.get("status") == "done":
+        click.echo(
+            f"backup {rec['id']} of {rec['volume']}: done, {_bytes(rec['size'])}, "
+            f"sent {_bytes(rec['uploaded_bytes'])} ({rec['chunks_reused']} chunks reused)"
+        )
+    else:
+        click.echo(f"backup {rec['id']} of {volume_name}: {rec.get('status')}")
+    if rec.get("status") == "failed":
+        click.echo(f"error: {rec.get('error')}", err=True)
+        sys.exit(1)
+
+
+@click.command("list")
+@click.option("--volume", "volume_name", default=None, help="Only this volume's.")
+@_cloud_dir_option
+@json_option
+@handle_errors
+def cloudsnap_list(volume_name: str | None, cloud_dir: str | None, as_json: bool) -> None:
+    """Backups in the cloud (from this cluster or any earlier one), oldest first."""
+    params = {"cloud_dir": _cloud_dir(cloud_dir)}
+    if volume_name:
+        params["volume"] = volume_name
+    with storage_client() as c:
+        recs = c.call("GET", "/v1/cloudsnaps", params=params)
+    if as_json:
+        emit_json(recs)
+        return
+    if not recs:
+        click.echo("no backups in the cloud")
+    for b in recs:
+        click.echo(_backup_line(b))
+
+
+@click.command("status")
+@click.argument("backup_id", metavar="ID")
+@_cloud_dir_option
+@json_option
+@handle_errors
+def cloudsnap_status(backup_id: str, cloud_dir: str | None, as_json: bool) -> None:
+    """One backup: status, progress, sizes."""
+    with storage_client() as c:
+        rec = c.call(
+            "GET", f"/v1/cloudsnaps/{backup_id}", params={"cloud_dir": _cloud_dir(cloud_dir)}
+        )
+    emit_json(rec) if as_json else click.echo(_backup_line(rec))
+
+
+@click.command("restore")
+@click.argument("backup_id", metavar="ID")
+@click.option("--to", "to", required=True, metavar="VOLUME", help="The new volume.")
+@_cloud_dir_option
+@json_option
+@handle_errors
+def cloudsnap_restore(backup_id: str, to: str, cloud_dir: str | None, as_json: bool) -> None:
+    """Restore a backup into a new volume; returns when it is complete and attachable."""
+    with storage_client() as c:
+        out = c.call(
+            "POST",
+            f"/v1/cloudsnaps/{backup_id}/restore",
+            {"to": to, "cloud_dir": _cloud_dir(cloud_dir)},
+        )
+    if as_json:
+        emit_json(out)
+    else:
+        v = out["volume"]
+        click.echo(
+            f"restored backup {out['backup']} into volume {v['name']} ({v['id']}) "
+            f"in {out['duration_ms'] / 1000:.1f} s"
+        )
+
+
+CLOUDSNAP_COMMANDS = (cloudsnap_backup, cloudsnap_list, cloudsnap_status, cloudsnap_restore)

@@ -145,7 +145,12 @@ class StorageNode:
         self.session: aiohttp.ClientSession | None = None
         self.started = time.time()
         self._dirty = False
+        self.progress: dict[str, dict[str, int]] = {}
+        self.backups_done = 0
+        self.backups_failed = 0
+        self.bg: set[asyncio.Task[Any]] = set()
         self.thaw_leftovers()
+        self.rollback_restores()
 
     # ---- helpers ----------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> None:
@@ -600,6 +605,10 @@ class StorageNode:
         r.add_get("/v1/snapshots/{id}", self.h_snapshot)
         r.add_delete("/v1/snapshots/{id}", self.h_snapshot_delete)
         r.add_post("/v1/snapshots/{id}/restore", self.h_restore)
+        r.add_post("/v1/volumes/{ref}/cloudsnaps", self.h_cloud_backup)
+        r.add_get("/v1/cloudsnaps", self.h_cloud_list)
+        r.add_get("/v1/cloudsnaps/{id}", self.h_cloud_status)
+        r.add_post("/v1/cloudsnaps/{id}/restore", self.h_cloud_restore)
         r.add_get("/v1/schedules", self.h_schedules)
         r.add_post("/v1/schedules", self.h_schedule_create)
         r.add_delete("/v1/schedules/{id}", self.h_schedule_delete)
@@ -1033,6 +1042,226 @@ class StorageNode:
         self.event("storage.volume.cloned", volume=vol["name"], clone=name)
         return json_response(self.view(clone), status=201)
 
+    # ---- cloud snapshots ----------------------------------------------------------------
+    def cloud_target(self, cloud_dir: Any) -> Any:
+        """The cloud's bucket with this cluster's key (the key never leaves this process)."""
+        from playground.cloud.server import Cloud, CloudError
+        from playground.cluster.secrets import SecretStore
+        from playground.storage.cloudsnap import target_from_secrets
+
+        if cloud_dir is not None and not isinstance(cloud_dir, str):
+            raise StorageError(400, "cloud_dir must be a path")
+        cloud = Cloud(cloud_dir or os.environ.get("PLAYGROUND_CLOUD_DIR") or None)
+        try:
+            client = cloud.client()
+        except CloudError as exc:
+            raise StorageError(409, str(exc), exc.hint) from None
+        return target_from_secrets(client, cloud.bucket, SecretStore(self.ctx.state.root))
+
+    def journal(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.work / "cloudsnaps.json").read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def write_journal(self, data: dict[str, Any]) -> None:
+        atomic_write(self.work / "cloudsnaps.json", json.dumps(data, sort_keys=True).encode())
+
+    async def h_cloud_backup(self, request: web.Request) -> web.Response:
+        vol = self.reg.find(request.match_info["ref"])
+        body = await self.body(request)
+        target = await asyncio.to_thread(self.cloud_target, body.get("cloud_dir"))
+        from playground.storage.cloudsnap import new_backup_id
+
+        async with self.lock(vol["id"]):
+            snap = await self.take_snapshot(vol, None, schedule="cloudsnap")
+        bid = new_backup_id()
+        journal = self.journal()
+        journal[bid] = {
+            "volume": vol["name"],
+            "snapshot": snap["id"],
+            "status": "running",
+            "cloud_dir": body.get("cloud_dir"),
+            "started": time.time(),
+        }
+        self.write_journal(journal)
+        self.progress[bid] = {"bytes_done": 0, "bytes_total": 0}
+        self.spawn(self.run_backup(target, vol, snap, bid))
+        self.event("storage.cloudsnap.started", volume=vol["name"], backup=bid)
+        return json_response(
+            {"id": bid, "volume": vol["name"], "status": "running", "snapshot": snap["id"]},
+            status=202,
+        )
+
+    def backup_labels(self, vol: dict[str, Any]) -> dict[str, str]:
+        labels = {f"label.{k}": str(v) for k, v in vol["labels"].items()}
+        return {
+            **labels,
+            "size_gb": f"{vol['size_gb']:g}",
+            "repl": str(vol["repl"]),
+            "secure": str(vol["secure"]).lower(),
+            "cluster": self.ctx.cluster_id,
+        }
+
+    async def run_backup(
+        self, target: Any, vol: dict[str, Any], snap: dict[str, Any], bid: str
+    ) -> None:
+        def progress(done: int, total: int) -> None:
+            self.progress[bid] = {"bytes_done": done, "bytes_total": total}
+
+        status, error = "done", None
+        try:
+            await asyncio.to_thread(
+                target.backup,
+                self.store,
+                snap["manifest"],
+                vol["name"],
+                self.backup_labels(vol),
+                progress,
+                bid,
+            )
+        except Exception as exc:
+            status, error = "failed", str(exc)
+            self.backups_failed += 1
+            log.warning("cloud backup %s of %s failed: %s", bid, vol["name"], exc)
+        finally:
+            # The local snapshot served the upload; its chunks stay for the next increment.
+            self.reg.delete_snapshot(snap["id"])
+        journal = self.journal()
+        if bid in journal:
+            journal[bid].update(status=status, error=error, finished=time.time())
+            self.write_journal(journal)
+        self.progress.pop(bid, None)
+        if status == "done":
+            self.backups_done += 1
+        self.event(f"storage.cloudsnap.{status}", volume=vol["name"], backup=bid, error=error)
+
+    async def resume_backups(self) -> None:
+        """A backup cut short by a crash of this node is run again (its chunks are reused)."""
+        journal = self.journal()
+        for bid, entry in journal.items():
+            if entry.get("status") != "running":
+                continue
+            vol = self.reg.by_name(str(entry.get("volume")))
+            snap = self.reg.snapshots.get(str(entry.get("snapshot")))
+            try:
+                if vol is None or snap is None:
+                    raise StorageError(409, "its volume or snapshot is gone")
+                target = await asyncio.to_thread(self.cloud_target, entry.get("cloud_dir"))
+            except StorageError as exc:
+                entry.update(status="failed", error=f"interrupted, not resumed: {exc}")
+                self.backups_failed += 1
+                self.write_journal(journal)
+                continue
+            log.info("resuming cloud backup %s of %s", bid, vol["name"])
+            self.event("storage.cloudsnap.resumed", volume=vol["name"], backup=bid)
+            self.progress[bid] = {"bytes_done": 0, "bytes_total": 0}
+            await self.run_backup(target, vol, snap, bid)
+
+    async def h_cloud_list(self, request: web.Request) -> web.Response:
+        target = await asyncio.to_thread(self.cloud_target, request.query.get("cloud_dir"))
+        recs = await asyncio.to_thread(target.list_backups, request.query.get("volume") or None)
+        return json_response([self.backup_view(r.to_json()) for r in recs])
+
+    def backup_view(self, rec: dict[str, Any]) -> dict[str, Any]:
+        live = self.progress.get(rec["id"])
+        if live and rec.get("status") == "running":
+            rec = {**rec, **{k: v for k, v in live.items() if v}}
+        total = rec.get("bytes_total") or 0
+        rec["progress"] = 1.0 if not total else round(rec.get("bytes_done", 0) / total, 4)
+        rec["created"] = iso(float(rec["created_at"]))
+        return rec
+
+    async def h_cloud_status(self, request: web.Request) -> web.Response:
+        bid = request.match_info["id"]
+        target = await asyncio.to_thread(self.cloud_target, request.query.get("cloud_dir"))
+        from playground.storage.cloudsnap import CloudSnapError
+
+        try:
+            rec = await asyncio.to_thread(target.status, bid)
+        except CloudSnapError as exc:
+            if bid in self.progress:  # started here, its first record not written yet
+                return json_response({"id": bid, "status": "running", **self.progress[bid]})
+            raise StorageError(404, str(exc), exc.hint) from None
+        return json_response(self.backup_view(rec.to_json()))
+
+    async def h_cloud_restore(self, request: web.Request) -> web.Response:
+        from playground.storage.cloudsnap import CloudSnapError
+
+        bid = request.match_info["id"]
+        body = await self.body(request)
+        name = check_name(body.get("to"))
+        if self.reg.by_name(name) is not None:
+            raise StorageError(
+                409,
+                f"a volume named {name!r} exists already",
+                hint="restore into a new volume name",
+            )
+        target = await asyncio.to_thread(self.cloud_target, body.get("cloud_dir"))
+        try:
+            rec = await asyncio.to_thread(target.status, bid)
+        except CloudSnapError as exc:
+            raise StorageError(404, str(exc), exc.hint) from None
+        labels = rec.labels
+        spec = {
+            "name": name,
+            "size": labels.get("size_gb", DEFAULT_SIZE_GB),
+            "repl": min(
+                int(labels.get("repl", "1")), len([p for p in self.pools.values() if p.online]) or 1
+            ),
+            "secure": labels.get("secure", "false"),
+            "labels": {k[6:]: v for k, v in labels.items() if k.startswith("label.")},
+        }
+        t0 = time.monotonic()
+        vol = self.create_volume(spec)
+        vol["state"] = "restoring"  # removed again if this node dies before the end
+        self.save()
+        try:
+            async with self.lock(vol["id"]):
+                manifest = await asyncio.to_thread(target.restore, bid, self.store)
+                await asyncio.to_thread(
+                    snapshots.restore,
+                    self.store,
+                    manifest,
+                    self.replica_dir(str(vol["primary"]), vol["id"]),
+                )
+                await self.replicate(vol, durable=True)
+                vol.pop("state", None)
+                self.save()
+        except (CloudSnapError, OSError) as exc:
+            self.reg.volumes.pop(vol["id"], None)
+            self.save()
+            self.drop_replica_dirs(vol["id"], [r["node"] for r in vol["replicas"]])
+            hint = exc.hint if isinstance(exc, CloudSnapError) else None
+            raise StorageError(
+                409, f"restore of backup {bid} failed, nothing kept: {exc}", hint
+            ) from None
+        await self.collect_chunks()
+        self.event("storage.cloudsnap.restored", backup=bid, volume=name)
+        return json_response(
+            {
+                "backup": bid,
+                "volume": self.view(vol),
+                "duration_ms": round((time.monotonic() - t0) * 1000, 3),
+            }
+        )
+
+    def rollback_restores(self) -> None:
+        """Volumes a crash left half-restored are removed: restores are all or nothing."""
+        for vol in [v for v in self.reg.volumes.values() if v.get("state") == "restoring"]:
+            self.reg.volumes.pop(vol["id"], None)
+            for r in vol["replicas"]:
+                shutil.rmtree(self.replica_dir(r["node"], vol["id"]), ignore_errors=True)
+            self.event("storage.restore.rolled_back", volume=vol["name"])
+            log.warning("removed volume %s: a crash interrupted its restore", vol["name"])
+        self.save()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.bg.add(task)
+        task.add_done_callback(self.bg.discard)
+
     # ---- schedules ----------------------------------------------------------------------
     def next_run(self, sched: dict[str, Any], after: float) -> float:
         """The next cluster-clock time the schedule is due after ``after``."""
@@ -1191,6 +1420,13 @@ class StorageNode:
         for name, samples in series.items():
             lines.append(f"# TYPE {name} gauge")
             lines.extend(name + s for s in samples)
+        lines += [
+            "# HELP playground_storage_cloud_backup_failed_total Cloud backups that failed.",
+            "# TYPE playground_storage_cloud_backup_failed_total counter",
+            f"playground_storage_cloud_backup_failed_total {self.backups_failed}",
+            "# TYPE playground_storage_cloud_backup_done_total counter",
+            f"playground_storage_cloud_backup_done_total {self.backups_done}",
+        ]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     # ---- run ------------------------------------------------------------------------------
@@ -1200,6 +1436,7 @@ class StorageNode:
             asyncio.create_task(supervise("probe", self.probe_loop, self.ctx.stop)),
             asyncio.create_task(supervise("replication", self.repl_loop, self.ctx.stop)),
             asyncio.create_task(supervise("schedules", self.schedule_loop, self.ctx.stop)),
+            asyncio.create_task(self.resume_backups()),
         ]
         try:
             await run_app(self.app(), self.ctx.address.host, self.ctx.address.port, self.ctx.stop)
