@@ -55,6 +55,7 @@ for cmd in (
     storage_cmds.volume,
     storage_cmds.snapshot,
     storage_cmds.schedule,
+    storage_cmds.policy,
     data,
     cloud_cmds.cloud,
     cloud_cmds.cloudsnap,

@@ -35,7 +35,13 @@ def storage_client() -> StorageClient:
             f"the storage node {name} is not running",
             hint="`playground up` starts it (or `playground heal` if it was broken)",
         )
-    return StorageClient(cluster.address(rec, name).url)
+    return StorageClient(cluster.address(rec, name).url, who=f"{_login()}@cli")
+
+
+def _login() -> str:
+    from playground.storage.audit import current_user
+
+    return current_user().rsplit("@", 1)[0]
 
 
 def _gb(value: float) -> str:
@@ -419,15 +425,27 @@ def _backup_line(b: dict[str, Any]) -> str:
 @click.argument("volume_name", metavar="VOLUME")
 @_cloud_dir_option
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until done.")
+@click.option(
+    "--region",
+    envvar="PLAYGROUND_CLOUD_REGION",
+    default=None,
+    help="The cloud's region, for the placement policy [env: PLAYGROUND_CLOUD_REGION;"
+    " default: the S3 region, us-east-1].",
+)
 @json_option
 @handle_errors
-def cloudsnap_backup(volume_name: str, cloud_dir: str | None, wait: bool, as_json: bool) -> None:
+def cloudsnap_backup(
+    volume_name: str, cloud_dir: str | None, wait: bool, region: str | None, as_json: bool
+) -> None:
     """Back VOLUME up to the cloud: incremental, deduplicated, compressed, encrypted."""
     import time
 
     cdir = _cloud_dir(cloud_dir)
+    body: dict[str, Any] = {"cloud_dir": cdir}
+    if region:
+        body["region"] = region
     with storage_client() as c:
-        started = c.call("POST", f"/v1/volumes/{volume_name}/cloudsnaps", {"cloud_dir": cdir})
+        started = c.call("POST", f"/v1/volumes/{volume_name}/cloudsnaps", body)
         rec: dict[str, Any] = started
         last = ""
         while wait and rec.get("status") == "running":
@@ -511,3 +529,46 @@ def cloudsnap_restore(backup_id: str, to: str, cloud_dir: str | None, as_json: b
 
 
 CLOUDSNAP_COMMANDS = (cloudsnap_backup, cloudsnap_list, cloudsnap_status, cloudsnap_restore)
+
+
+# ---- policy ---------------------------------------------------------------------------
+@click.group()
+def policy() -> None:
+    """The placement policy: where volumes' data may live (STATE/storage/policy.yaml)."""
+
+
+@policy.command("check")
+@json_option
+@handle_errors
+def policy_check(as_json: bool) -> None:
+    """List existing violations of the policy (exit 1 if there is any)."""
+    with storage_client() as c:
+        out = c.policy()
+    found = out["violations"]
+    if as_json:
+        emit_json(found)
+    elif not found:
+        click.echo(
+            f"no violations (policy version {out['version']}, "
+            f"{len(out['policy'].get('rules', []))} rules, {out['path']})"
+        )
+    else:
+        for v in found:
+            click.echo(v["message"])
+    if found:
+        sys.exit(1)
+
+
+@policy.command("show")
+@json_option
+@handle_errors
+def policy_show(as_json: bool) -> None:
+    """The policy in force and where its file is."""
+    with storage_client() as c:
+        out = c.policy()
+    if as_json:
+        emit_json(out["policy"] | {"path": out["path"]})
+        return
+    click.echo(f"{out['path']} (version {out['version']})")
+    for r in out["policy"].get("rules", []):
+        click.echo(f"  {r}")

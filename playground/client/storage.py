@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 from typing import Any
 
 import httpx
@@ -17,10 +19,18 @@ class StorageClientError(PlaygroundError):
         self.status = status
 
 
+def _user() -> str:
+    try:
+        return f"{getpass.getuser()}@cli"
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}@cli"
+
+
 class StorageClient:
-    def __init__(self, url: str, timeout: float = 120.0) -> None:
+    def __init__(self, url: str, timeout: float = 120.0, who: str | None = None) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(timeout=timeout)
+        # Who asks, for the storage node's audit log.
+        self.http = httpx.Client(timeout=timeout, headers={"X-Playground-User": who or _user()})
 
     def close(self) -> None:
         self.http.close()
@@ -129,3 +139,7 @@ class StorageClient:
 
     def backup_restore(self, backup_id: str, to: str) -> dict[str, Any]:
         return dict(self.call("POST", f"/v1/cloudsnaps/{backup_id}/restore", {"to": to}))
+
+    # policy
+    def policy(self) -> dict[str, Any]:
+        return dict(self.call("GET", "/v1/policy"))

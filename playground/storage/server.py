@@ -44,7 +44,9 @@ from aiohttp import web
 from playground.cluster import network
 from playground.cluster.httpserver import json_response, run_app, supervise
 from playground.cluster.statedir import atomic_write
+from playground.storage import policy as policy_mod
 from playground.storage import replication, snapshots
+from playground.storage.audit import AuditLog, audit_path
 from playground.storage.chunks import ChunkStore
 from playground.storage.placement import PlacementError, Pool, ha_update, place, place_volume
 from playground.storage.volumes import (
@@ -149,6 +151,9 @@ class StorageNode:
         self.backups_done = 0
         self.backups_failed = 0
         self.bg: set[asyncio.Task[Any]] = set()
+        self._policy: policy_mod.Policy | None = None
+        self._policy_mtime = -1
+        self.audit = AuditLog(audit_path(ctx.state.root))
         self.thaw_leftovers()
         self.rollback_restores()
 
@@ -442,7 +447,7 @@ class StorageNode:
         secure = as_bool(body.get("secure", False), "secure")
         labels = check_labels(body.get("labels"))
         rack_aware = as_bool(body.get("rack_aware", False), "rack_aware")
-        pools = self.pool_list()
+        pools = self.allowed_pools(labels, name)
         try:
             if node is not None:
                 if node not in self.pools or not self.pools[node].online:
@@ -452,6 +457,7 @@ class StorageNode:
                 nodes = place_volume(repl, pools, size, rack_aware)
         except PlacementError as exc:
             raise StorageError(409, str(exc), exc.hint) from None
+        self.enforce(labels, [self.replica_location(n) for n in nodes], "create", name)
         vol_id = new_id("vol")
         now = time.time()
         vol = {
@@ -475,6 +481,75 @@ class StorageNode:
         self.save()
         self.event("storage.volume.created", volume=name, id=vol_id, replicas=nodes, size_gb=size)
         return vol
+
+    # ---- policy -------------------------------------------------------------------------
+    def policy(self) -> policy_mod.Policy:
+        path = policy_mod.policy_path(self.ctx.state.root)
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = 0
+        if self._policy is None or mtime != self._policy_mtime:
+            try:
+                self._policy = policy_mod.load_policy(path)
+            except policy_mod.PolicyFileError as exc:
+                raise StorageError(409, str(exc), exc.hint) from None
+            self._policy_mtime = mtime
+        return self._policy
+
+    def replica_location(self, node: str) -> policy_mod.Location:
+        pool = self.pools.get(node)
+        return policy_mod.Location(
+            "replica", node, pool.region if pool else None, pool.zone if pool else None
+        )
+
+    def snapshot_location(self) -> policy_mod.Location:
+        spec = self.ctx.spec
+        return policy_mod.Location(
+            "snapshot", self.ctx.name, spec.region or self.ctx.topology.region, spec.zone
+        )
+
+    def enforce(
+        self, labels: dict[str, str], locations: list[policy_mod.Location], action: str, volume: str
+    ) -> None:
+        try:
+            policy_mod.enforce(self.policy(), labels, locations, action, volume)
+        except policy_mod.PolicyError as exc:
+            raise StorageError(403, str(exc), exc.hint) from None
+
+    def allowed_pools(self, labels: dict[str, str], volume: str) -> list[Pool]:
+        """Pools where the policy lets this volume's replicas live (all when no rule)."""
+        pol = self.policy()
+        out = []
+        for p in self.pool_list():
+            loc = self.replica_location(p.node)
+            if not policy_mod.check_placement(pol, labels, [loc], volume):
+                out.append(p)
+        return out
+
+    def violations(self) -> list[dict[str, Any]]:
+        out = []
+        pol = self.policy()
+        for v in self.reg.volumes.values():
+            locs = [self.replica_location(r["node"]) for r in v["replicas"]]
+            if any(s["volume_id"] == v["id"] for s in self.reg.snapshots.values()):
+                locs.append(self.snapshot_location())
+            out += [
+                x.as_dict() | {"volume": v["name"]}
+                for x in policy_mod.check_placement(pol, v["labels"], locs, v["name"])
+            ]
+        return out
+
+    async def h_policy(self, request: web.Request) -> web.Response:
+        pol = self.policy()
+        return json_response(
+            {
+                "version": pol.version,
+                "policy": pol.as_dict(),
+                "path": str(policy_mod.policy_path(self.ctx.state.root)),
+                "violations": self.violations(),
+            }
+        )
 
     def drop_replica_dirs(self, vol_id: str, nodes: list[str]) -> None:
         for n in nodes:
@@ -529,6 +604,7 @@ class StorageNode:
         promoted = src != vol.get("primary")
         nodes = [r["node"] for r in vol["replicas"]]
         if node not in nodes:
+            self.enforce(vol["labels"], [self.replica_location(node)], "attach", vol["name"])
             # The working copy moves here: a new replica in place of an offline one, one in
             # the same zone, or the stalest, never the source.
             vol["replicas"].append({"node": node, "pool_id": pool.pool_id, "synced_through": 0})
@@ -581,8 +657,11 @@ class StorageNode:
 
     # ---- HTTP ---------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 20)
+        app = web.Application(
+            middlewares=[self.audit_middleware, errors_middleware], client_max_size=1 << 20
+        )
         r = app.router
+        r.add_get("/v1/policy", self.h_policy)
         r.add_get("/health", self.h_health)
         r.add_get("/metrics", self.h_metrics)
         r.add_get("/v1/pools", self.h_pools)
@@ -707,7 +786,7 @@ class StorageNode:
                 new = ha_update(
                     nodes,
                     repl,
-                    self.pool_list(),
+                    self.allowed_pools(vol["labels"], vol["name"]),
                     float(vol["size_gb"]),
                     working=vol.get("primary"),
                     rack_aware=vol.get("rack_aware", False),
@@ -884,6 +963,7 @@ class StorageNode:
         src = self.source(vol)
         if src is None:
             raise StorageError(409, f"volume {vol['name']} has no online replica to snapshot")
+        self.enforce(vol["labels"], [self.snapshot_location()], "snapshot", vol["name"])
         previous = None
         mine = [s for s in self.reg.snapshots.values() if s["volume_id"] == vol["id"]]
         if mine:
@@ -1058,6 +1138,13 @@ class StorageNode:
             raise StorageError(409, str(exc), exc.hint) from None
         return target_from_secrets(client, cloud.bucket, SecretStore(self.ctx.state.root))
 
+    @staticmethod
+    def cloud_region() -> str:
+        """Where the cloud is, for the placement policy (``PLAYGROUND_CLOUD_REGION``)."""
+        from playground.cloud.server import REGION
+
+        return os.environ.get("PLAYGROUND_CLOUD_REGION") or REGION
+
     def journal(self) -> dict[str, Any]:
         try:
             data = json.loads((self.work / "cloudsnaps.json").read_text())
@@ -1071,6 +1158,13 @@ class StorageNode:
     async def h_cloud_backup(self, request: web.Request) -> web.Response:
         vol = self.reg.find(request.match_info["ref"])
         body = await self.body(request)
+        region = str(body.get("region") or self.cloud_region())
+        self.enforce(
+            vol["labels"],
+            [policy_mod.Location("cloud-backup", "cloud", region, None)],
+            "backup",
+            vol["name"],
+        )
         target = await asyncio.to_thread(self.cloud_target, body.get("cloud_dir"))
         from playground.storage.cloudsnap import new_backup_id
 
@@ -1385,6 +1479,45 @@ class StorageNode:
             live |= snapshots.digests(x["manifest"])
         return int(await asyncio.to_thread(self.store.collect, live))
 
+    # ---- audit --------------------------------------------------------------------------
+    @web.middleware
+    async def audit_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every operation that changes something is audited: who, what, when, outcome."""
+        if request.method == "GET":
+            return await handler(request)
+        resource = request.match_info.route.resource
+        canonical = resource.canonical if resource is not None else request.path
+        action = AUDITED.get((request.method, canonical))
+        if action is None:
+            return await handler(request)
+        resp = await handler(request)
+        who = request.headers.get("X-Playground-User") or "api"
+        target = request.match_info.get("ref") or request.match_info.get("id") or ""
+        outcome = "ok" if resp.status < 400 else "refused" if resp.status < 500 else "failed"
+        details: dict[str, Any] = {"status": resp.status}
+        try:
+            raw = await request.json() if request.body_exists else {}
+        except ValueError:
+            raw = {}
+        if isinstance(raw, dict):
+            details.update({k: raw[k] for k in AUDIT_FIELDS if k in raw})
+            if who == "api" and isinstance(raw.get("node"), str):
+                who = raw["node"]  # the agent's volume driver
+            target = target or str(raw.get("name") or raw.get("volume") or "")
+        if resp.status >= 400 and isinstance(resp, web.Response) and resp.body:
+            with contextlib.suppress(ValueError, TypeError):
+                details["message"] = json.loads(bytes(resp.body))["message"]  # type: ignore[arg-type]
+        elif isinstance(resp, web.Response) and resp.body:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                body = json.loads(bytes(resp.body))  # type: ignore[arg-type]
+                if isinstance(body, dict) and body.get("id"):
+                    details["id"] = body["id"]
+        try:
+            await asyncio.to_thread(self.audit.record, who, action, target, outcome, **details)
+        except OSError as exc:
+            log.error("cannot write the audit log: %s", exc)
+        return resp
+
     # ---- metrics ------------------------------------------------------------------------
     async def h_metrics(self, request: web.Request) -> web.Response:
         lines = [
@@ -1447,6 +1580,42 @@ class StorageNode:
             self.reg.save()
             await self.session.close()
         return 0
+
+
+#: (method, route) -> audited action; data-path calls (sync, pid reports) are not audited.
+AUDITED = {
+    ("POST", "/v1/volumes"): "volume.create",
+    ("DELETE", "/v1/volumes/{ref}"): "volume.delete",
+    ("POST", "/v1/volumes/{ref}/resize"): "volume.resize",
+    ("POST", "/v1/volumes/{ref}/ha-update"): "volume.ha_update",
+    ("POST", "/v1/volumes/{ref}/verify"): "volume.verify",
+    ("POST", "/v1/volumes/{ref}/attach"): "volume.attach",
+    ("POST", "/v1/volumes/{ref}/detach"): "volume.detach",
+    ("POST", "/v1/volumes/{ref}/clone"): "volume.clone",
+    ("POST", "/v1/volumes/{ref}/snapshots"): "snapshot.create",
+    ("DELETE", "/v1/snapshots/{id}"): "snapshot.delete",
+    ("POST", "/v1/snapshots/{id}/restore"): "snapshot.restore",
+    ("POST", "/v1/volumes/{ref}/cloudsnaps"): "cloudsnap.backup",
+    ("POST", "/v1/cloudsnaps/{id}/restore"): "cloudsnap.restore",
+    ("POST", "/v1/schedules"): "schedule.create",
+    ("DELETE", "/v1/schedules/{id}"): "schedule.delete",
+}
+AUDIT_FIELDS = (
+    "name",
+    "size",
+    "repl",
+    "secure",
+    "labels",
+    "rack_aware",
+    "to",
+    "node",
+    "task_id",
+    "volume",
+    "every_minutes",
+    "daily",
+    "keep",
+    "region",
+)
 
 
 @web.middleware
