@@ -49,6 +49,7 @@ from playground.storage import replication, snapshots
 from playground.storage.audit import AuditLog, audit_path
 from playground.storage.chunks import ChunkStore
 from playground.storage.placement import PlacementError, Pool, ha_update, place, place_volume
+from playground.storage.sealed import KEY_SECRET, SealedChunkStore
 from playground.storage.volumes import (
     DEFAULT_SIZE_GB,
     GB,
@@ -126,6 +127,7 @@ class StorageNode:
         self.work = ctx.work_dir
         self.reg = Registry(self.work)
         self.store = ChunkStore(self.work / "chunks")
+        self._sealed: SealedChunkStore | None = None
         self.pools: dict[str, PoolState] = {}
         for spec in ctx.topology.nodes:
             if spec.role != "agent":
@@ -156,6 +158,9 @@ class StorageNode:
         self.audit = AuditLog(audit_path(ctx.state.root))
         self.thaw_leftovers()
         self.rollback_restores()
+        # Chunk writes a crash cut short (whole chunks are renamed into place; never torn).
+        self.store.sweep()
+        ChunkStore(self.work / "chunks-sealed").sweep()
 
     # ---- helpers ----------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> None:
@@ -272,6 +277,24 @@ class StorageNode:
 
     def save(self) -> None:
         self.reg.save()
+
+    @property
+    def sealed(self) -> SealedChunkStore:
+        """Where the snapshots of ``secure`` volumes go: encrypted with the cluster's key."""
+        if self._sealed is None:
+            from playground.cluster.secrets import SecretStore
+
+            key = SecretStore(self.ctx.state.root).get_or_create(KEY_SECRET, 32)
+            self._sealed = SealedChunkStore(self.work / "chunks-sealed", key)
+        return self._sealed
+
+    def store_of(self, snap: dict[str, Any]) -> ChunkStore:
+        return self.sealed if snap.get("sealed") else self.store
+
+    def manifest_of(self, snap: dict[str, Any]) -> dict[str, Any]:
+        if snap.get("sealed"):
+            return self.sealed.open_manifest(snap["manifest_sealed"], snap["id"])
+        return dict(snap["manifest"])
 
     # ---- pools ------------------------------------------------------------------------
     def thaw_leftovers(self) -> None:
@@ -858,7 +881,7 @@ class StorageNode:
         for s in self.reg.snapshots.values():
             if s["volume_id"] != vol["id"]:
                 continue
-            bad = await asyncio.to_thread(snapshots.verify, self.store, s["manifest"])
+            bad = await asyncio.to_thread(snapshots.verify, self.store_of(s), self.manifest_of(s))
             ok = ok and not bad
             snaps.append(
                 {"id": s["id"], "name": s.get("name"), "ok": not bad, "damaged_files": bad[:20]}
@@ -926,7 +949,7 @@ class StorageNode:
 
     # ---- snapshots ----------------------------------------------------------------------
     def snap_view(self, s: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in s.items() if k != "manifest"}
+        return {k: v for k, v in s.items() if k not in ("manifest", "manifest_sealed")}
 
     async def h_snapshots(self, request: web.Request) -> web.Response:
         snaps = sorted(self.reg.snapshots.values(), key=lambda s: s["created_ts"])
@@ -967,16 +990,20 @@ class StorageNode:
         previous = None
         mine = [s for s in self.reg.snapshots.values() if s["volume_id"] == vol["id"]]
         if mine:
-            previous = max(mine, key=lambda s: s["created_ts"])["manifest"]
+            latest = max(mine, key=lambda s: s["created_ts"])
+            if bool(latest.get("sealed")) == bool(vol["secure"]):
+                previous = self.manifest_of(latest)
         att = vol.get("attachment")
         pid = att.get("pid") if att and att.get("node") == src else None
         root = self.replica_dir(src, vol["id"])
         t0 = time.monotonic()
-        cap, freeze = await asyncio.to_thread(self._capture, root, previous, pid)
+        store = self.sealed if vol["secure"] else self.store
+        cap, freeze = await asyncio.to_thread(self._capture, store, root, previous, pid)
         took = time.monotonic() - t0
         now = time.time()
-        snap = {
-            "id": new_id("snap"),
+        snap_id = new_id("snap")
+        snap: dict[str, Any] = {
+            "id": snap_id,
             "name": name,
             "volume_id": vol["id"],
             "volume": vol["name"],
@@ -994,8 +1021,12 @@ class StorageNode:
             "freeze_ms": round(freeze * 1000, 3) if freeze is not None else None,
             "duration_ms": round(took * 1000, 3),
             "schedule": schedule,
-            "manifest": cap.manifest,
+            "sealed": bool(vol["secure"]),
         }
+        if vol["secure"]:
+            snap["manifest_sealed"] = self.sealed.seal_manifest(cap.manifest, snap_id)
+        else:
+            snap["manifest"] = cap.manifest
         self.reg.save_snapshot(snap)
         self.event(
             "storage.snapshot.created",
@@ -1007,7 +1038,7 @@ class StorageNode:
         return snap
 
     def _capture(
-        self, root: Path, previous: dict[str, Any] | None, pid: int | None
+        self, store: ChunkStore, root: Path, previous: dict[str, Any] | None, pid: int | None
     ) -> tuple[snapshots.Capture, float | None]:
         frozen_file = self.work / "frozen.json"
         frozen_at: float | None = None
@@ -1019,7 +1050,7 @@ class StorageNode:
             except (ProcessLookupError, PermissionError):
                 frozen_file.unlink(missing_ok=True)
         try:
-            cap = snapshots.capture(self.store, root, previous)
+            cap = snapshots.capture(store, root, previous)
         finally:
             freeze = None
             if frozen_at is not None and pid is not None:
@@ -1082,7 +1113,10 @@ class StorageNode:
                 raise StorageError(409, f"volume {vol['name']} has no online replica")
             t0 = time.monotonic()
             await asyncio.to_thread(
-                snapshots.restore, self.store, snap["manifest"], self.replica_dir(dst, vol["id"])
+                snapshots.restore,
+                self.store_of(snap),
+                self.manifest_of(snap),
+                self.replica_dir(dst, vol["id"]),
             )
             vol["primary"] = dst
             self.known.pop(vol["id"], None)
@@ -1116,7 +1150,10 @@ class StorageNode:
         async with self.lock(clone["id"]):
             dst = str(clone["primary"])
             await asyncio.to_thread(
-                snapshots.restore, self.store, snap["manifest"], self.replica_dir(dst, clone["id"])
+                snapshots.restore,
+                self.store_of(snap),
+                self.manifest_of(snap),
+                self.replica_dir(dst, clone["id"]),
             )
             await self.replicate(clone, durable=True)
         self.event("storage.volume.cloned", volume=vol["name"], clone=name)
@@ -1208,8 +1245,8 @@ class StorageNode:
         try:
             await asyncio.to_thread(
                 target.backup,
-                self.store,
-                snap["manifest"],
+                self.store_of(snap),
+                self.manifest_of(snap),
                 vol["name"],
                 self.backup_labels(vol),
                 progress,
@@ -1313,10 +1350,11 @@ class StorageNode:
         self.save()
         try:
             async with self.lock(vol["id"]):
-                manifest = await asyncio.to_thread(target.restore, bid, self.store)
+                store = self.sealed if vol["secure"] else self.store
+                manifest = await asyncio.to_thread(target.restore, bid, store)
                 await asyncio.to_thread(
                     snapshots.restore,
-                    self.store,
+                    store,
                     manifest,
                     self.replica_dir(str(vol["primary"]), vol["id"]),
                 )
@@ -1476,8 +1514,16 @@ class StorageNode:
     async def collect_chunks(self) -> int:
         live: set[str] = set()
         for x in self.reg.snapshots.values():
-            live |= snapshots.digests(x["manifest"])
-        return int(await asyncio.to_thread(self.store.collect, live))
+            if not x.get("sealed"):
+                live |= snapshots.digests(x["manifest"])
+        removed = int(await asyncio.to_thread(self.store.collect, live))
+        sealed = [x for x in self.reg.snapshots.values() if x.get("sealed")]
+        if sealed or (self.work / "chunks-sealed").exists():
+            live_sealed: set[str] = set()
+            for x in sealed:
+                live_sealed |= snapshots.digests(self.manifest_of(x))
+            removed += int(await asyncio.to_thread(self.sealed.collect, live_sealed))
+        return removed
 
     # ---- audit --------------------------------------------------------------------------
     @web.middleware
