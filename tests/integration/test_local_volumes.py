@@ -177,3 +177,42 @@ def test_clean_disk_rebuild_loses_the_volume_and_a_new_one_is_made(
     assert fresh["slaveId"] != first["slaveId"]
     assert fresh["localVolumes"][0]["persistenceId"] != first["localVolumes"][0]["persistenceId"]
     assert get(fresh, "customer-1") == 404
+
+
+def volume_ids(cluster: EmbeddedBackend) -> set[str]:
+    return {
+        r["disk"]["persistence"]["id"]
+        for s in master(cluster, "/master/slaves")["slaves"]
+        for rs in s["reserved_resources_full"].values()
+        for r in rs
+        if (r.get("disk") or {}).get("persistence")
+    }
+
+
+def test_scale_down_keeps_the_reservation_and_app_deletion_destroys_it(
+    cluster: EmbeddedBackend, marathon: Marathon, faults: Faults
+) -> None:
+    app_id = "/stateful/kv3"
+    marathon.create(kv_app(app_id))
+    first = running(marathon, app_id)
+    put(first, "customer-1", "carol")
+    pid = first["localVolumes"][0]["persistenceId"]
+    r = marathon.put(f"/v2/apps{app_id}", {"instances": 0})
+    assert r.status_code == 200, r.text
+    reserved = wait_until(
+        lambda: [t for t in marathon.tasks(app_id) if t["state"] == "TASK_RESERVED"],
+        20,
+        desc="the scaled-down instance kept on its reservation",
+    )
+    assert reserved[0]["localVolumes"] == first["localVolumes"] and "stagedAt" not in reserved[0]
+    assert pid in volume_ids(cluster)
+    # A resident app cannot change its volumes or resources.
+    r = marathon.put(f"/v2/apps{app_id}", {"cpus": 0.2})
+    assert r.status_code == 422
+    assert "Resident Tasks may not change resource requirements!" in r.text
+    marathon.put(f"/v2/apps{app_id}", {"instances": 1})
+    back = running(marathon, app_id)
+    assert back["slaveId"] == first["slaveId"] and back["localVolumes"] == first["localVolumes"]
+    assert get(back, "customer-1") == 200
+    marathon.delete(f"/v2/apps{app_id}")
+    wait_until(lambda: pid not in volume_ids(cluster), 30, desc="the volume destroyed")
