@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from playground.marathon import appdef, validation
+from playground.marathon import appdef, resident, validation
 from playground.marathon.appdef import timestamp
 from playground.marathon.core import (
     SCHEDULED,
@@ -300,9 +300,13 @@ class Api:
             "state": inst.state,
             "stagedAt": timestamp(inst.staged_at or inst.since),
             "version": inst.version,
-            "localVolumes": [],
+            "localVolumes": resident.local_volumes(inst.reservation),
             "role": inst.role,
         }
+        if not inst.launched:
+            # A resident instance on its reservation, no task running (condition Reserved).
+            out["state"] = "TASK_RESERVED"
+            del out["stagedAt"]
         if inst.started_at:
             out["startedAt"] = timestamp(inst.started_at)
         if app and app.get("healthChecks"):
@@ -317,13 +321,13 @@ class Api:
         index = self._index
         if index is not None:
             return index.get(app_id, [])
-        return [i for i in self.m.app_instances(app_id) if i.launched and not i.inactive]
+        return [i for i in self.m.app_instances(app_id) if _listed(i)]
 
     def build_index(self) -> dict[str, list[Instance]]:
         """Tasks by app, built once per request that renders many apps."""
         out: dict[str, list[Instance]] = {}
         for i in self.m.instances.values():
-            if i.launched and not i.inactive:
+            if _listed(i):
                 out.setdefault(i.app_id, []).append(i)
         return out
 
@@ -510,6 +514,9 @@ class Api:
         validation.raise_if_invalid(validation.validate_app(merged, prefix=prefix))
         new = appdef.normalize_app(merged)
         if current is not None:
+            validation.raise_if_invalid(
+                validation.validate_resident_update(current, new, prefix=prefix)
+            )
             _keep_service_ports(current, new)
         return new
 
@@ -648,7 +655,10 @@ class Api:
                 app["instances"] = max(0, int(app["instances"]) - n)
                 target[aid] = app
             for inst in insts:
-                self.m.kill_instance(inst, decommission=True)
+                if inst.reservation is not None:
+                    self.m.stop_instance(inst)  # scaling down keeps the reservation
+                else:
+                    self.m.kill_instance(inst, decommission=True)
             dep = self.m.deploy(target, force=True)
             return _json(self._deployment_result(dep))
         rendered = [self.task_json(i, self.m.apps.get(i.app_id)) for i in insts]
@@ -671,7 +681,7 @@ class Api:
         if split is None:
             return None
         inst = self.m.instances.get(split[0])
-        if inst is None or not inst.launched:
+        if inst is None or not (inst.launched or inst.reservation is not None):
             return None
         return inst
 
@@ -696,9 +706,7 @@ class Api:
         for s in statuses:
             want.add("TASK_" + s.upper())
         insts = [
-            i
-            for i in self.m.instances.values()
-            if i.launched and not i.inactive and (not want or i.state in want)
+            i for i in self.m.instances.values() if _listed(i) and (not want or i.state in want)
         ]
         if "text/plain" in request.headers.get("Accept", "") and "json" not in request.headers.get(
             "Accept", ""
@@ -772,6 +780,9 @@ class Api:
         for inst in self.m.instances.values():
             if inst.state == SCHEDULED and inst.goal == "Running":
                 by_app.setdefault(inst.app_id, []).append(inst)
+        for inst in self.m.waiting_residents():
+            # Pinned to an agent that is away: it waits for that agent's reservation.
+            by_app.setdefault(inst.app_id, []).append(inst)
         for aid, insts in sorted(by_app.items()):
             app = self.m.apps.get(aid)
             if app is None:
@@ -1090,3 +1101,10 @@ def _keep_service_ports(old: dict[str, Any], new: dict[str, Any]) -> None:
     for i, pm in enumerate((new.get("container") or {}).get("portMappings") or []):
         if int(pm.get("servicePort", 0)) == 0 and i < len(old_maps):
             pm["servicePort"] = old_maps[i].get("servicePort", 0)
+
+
+def _listed(inst: Instance) -> bool:
+    """Instances the task lists show: launched ones, and resident ones on their reservation."""
+    if inst.inactive:
+        return False
+    return inst.launched or inst.reservation is not None

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from playground.cluster.timescale import TimeScale
-from playground.marathon import appdef, external, matching, plan
+from playground.marathon import appdef, external, matching, plan, resident
 from playground.marathon.appdef import timestamp
 from playground.marathon.driver import Driver
 from playground.marathon.store import Store
@@ -125,6 +125,8 @@ class Instance:
     inactive: bool = False
     kill_sent: float | None = None
     role: str = appdef.MARATHON_ROLE
+    #: A resident instance's reservation on its agent (``resident.reserve_operations``).
+    reservation: dict[str, Any] | None = None
 
     @property
     def task_id(self) -> str:
@@ -263,6 +265,8 @@ class Marathon:
         self._dirty = asyncio.Event()
         self._background: set[asyncio.Future[Any]] = set()
         self.framework_id: str | None = None
+        #: Reservation ids given up (wiped, deleted apps): cleaned up from the next offers.
+        self.abandoned: set[str] = set()
         self._load()
         self.driver = Driver(
             masters,
@@ -274,6 +278,7 @@ class Marathon:
                 "hostname": hostname,
                 "webui_url": webui_url,
                 "roles": [appdef.MARATHON_ROLE],
+                "principal": resident.PRINCIPAL,
                 "capabilities": [
                     {"type": "PARTITION_AWARE"},
                     {"type": "MULTI_ROLE"},
@@ -643,10 +648,20 @@ class Marathon:
             active = self._active(app["id"])
         while len(active) < n:
             active.append(self.schedule_instance(app))
-        gone = [i for i in self.app_instances(app["id"]) if i.goal != "Running"]
+        gone = [i for i in self.app_instances(app["id"]) if self._leaving(i)]
         return not gone and sum(1 for i in active if self._ok(app, i)) >= n
 
+    @staticmethod
+    def _leaving(inst: Instance) -> bool:
+        """Not wanted running and not yet settled (a stopped resident instance has settled
+        once its task ended: it keeps its reservation)."""
+        if inst.goal == "Running":
+            return False
+        return not (inst.goal == "Stopped" and (not inst.launched or inst.terminal))
+
     def _restart_tick(self, app: dict[str, Any]) -> bool:
+        if resident.is_resident(app):
+            return self._restart_tick_resident(app)
         n = int(app["instances"])
         cfg = app["versionInfo"]["lastConfigChangeAt"]
         active = self._active(app["id"])
@@ -688,6 +703,34 @@ class Marathon:
             new.append(self.schedule_instance(app))
         gone = [i for i in self.app_instances(app["id"]) if i.goal != "Running"]
         return not old and not gone and len(healthy_new) >= n
+
+    def _restart_tick_resident(self, app: dict[str, Any]) -> bool:
+        """Restart/upgrade of a resident app: old tasks are killed and their instances come
+        back on their own reservations with the new version (never more instances: the
+        volumes are taken over, not created again), keeping ``minimumHealthCapacity``."""
+        n = int(app["instances"])
+        cfg = app["versionInfo"]["lastConfigChangeAt"]
+        active = self._active(app["id"])
+        if len(active) > n:
+            self.scale_down(app, active, len(active) - n)
+            active = self._active(app["id"])
+        while len(active) < n:
+            active.append(self.schedule_instance(app))
+        min_healthy = math.ceil(n * float(app["upgradeStrategy"]["minimumHealthCapacity"]))
+        old = [i for i in active if i.config_version != cfg]
+        healthy = sum(1 for i in active if self._ok(app, i))
+        moving = [i for i in active if not self._ok(app, i)]
+        for inst in old:
+            if not inst.launched or inst.kill_sent is not None:
+                continue  # it takes the new version when it launches
+            if not self._ok(app, inst) or healthy - 1 >= min_healthy or not moving:
+                self.kill_instance(inst, decommission=False)
+                if self._ok(app, inst):
+                    healthy -= 1
+                moving.append(inst)
+        gone = [i for i in self.app_instances(app["id"]) if self._leaving(i)]
+        new_ok = sum(1 for i in active if i.config_version == cfg and self._ok(app, i))
+        return not old and not gone and new_ok >= n
 
     def _update_readiness(self, dep: Deployment, app: dict[str, Any]) -> None:
         checks = app.get("readinessChecks")
@@ -732,7 +775,23 @@ class Marathon:
             self.readiness_tasks[inst.instance_id] = asyncio.ensure_future(run_check())
 
     # ---- instances ------------------------------------------------------------------------
+    def stop_instance(self, inst: Instance) -> None:
+        """Scale a resident instance down: its task ends, its reservation and volumes stay."""
+        inst.goal = "Stopped"
+        if inst.launched and not inst.terminal:
+            inst.kill_sent = time.monotonic()
+            self.spawn(self.driver.kill(inst.task_id, inst.agent_id))
+        self.emit_instance_changed(inst, "Reserved")
+        self.save_soon()
+
     def schedule_instance(self, app: dict[str, Any]) -> Instance:
+        for stopped in self.app_instances(app["id"]):
+            if stopped.goal == "Stopped" and stopped.reservation is not None:
+                # Scaling up reuses a reservation kept from a scale-down (with its data).
+                stopped.goal = "Running"
+                self.save_soon()
+                self.wake_offers()
+                return stopped
         inst = Instance(
             instance_id=appdef.new_instance_id(app["id"]),
             app_id=app["id"],
@@ -750,7 +809,10 @@ class Marathon:
         # Instances not launched yet go first, as Marathon drops them from the queue.
         queued = [i for i in active if not i.launched][:count]
         for i in queued:
-            self.kill_instance(i, decommission=True)
+            if i.reservation is not None:
+                self.stop_instance(i)
+            else:
+                self.kill_instance(i, decommission=True)
         count -= len(queued)
         if count <= 0:
             return
@@ -767,13 +829,25 @@ class Marathon:
         for iid in ids:
             inst = self.instances.get(iid)
             if inst is not None:
-                self.kill_instance(inst, decommission=True)
+                if inst.reservation is not None:
+                    self.stop_instance(inst)
+                else:
+                    self.kill_instance(inst, decommission=True)
 
     def kill_instance(self, inst: Instance, *, decommission: bool, wipe: bool = False) -> None:
         if decommission:
             inst.goal = "Decommissioned"
+        if inst.reservation is not None and (wipe or decommission):
+            # Wiped (or its app deleted): forgotten at once, even while its agent is away;
+            # a task still running is killed, and the reservation is destroyed when offered.
+            if inst.launched and not inst.terminal:
+                self.spawn(self.driver.kill(inst.task_id, inst.agent_id))
+            self.remove_instance(inst)
+            self.abandon(inst)
+            self.save_soon()
+            return
         if not inst.launched or inst.terminal:
-            if inst.goal != "Running":
+            if inst.goal not in ("Running", "Stopped"):
                 self.remove_instance(inst)
             self.save_soon()
             return
@@ -843,19 +917,23 @@ class Marathon:
         await self.driver.reconcile([])  # implicit: learn about tasks we do not know
 
     async def on_offers(self, offers: list[dict[str, Any]]) -> None:
+        offers = await self._clean_reservations(offers)
         queued = [
             i
             for i in self.instances.values()
             if i.state == SCHEDULED and i.goal == "Running" and i.app_id in self.apps
         ]
+        waiting = self._record_waiting(offers)
         ready = [i for i in queued if self.delayed(i.app_id) <= 0]
         if self.launch_tokens <= 0:
             ready = []
         if not ready:
-            await self.driver.decline(
-                [o["id"]["value"] for o in offers], DECLINE_OFFER_SECONDS if not queued else 5.0
-            )
-            if not queued and not self.suppressed:
+            busy = queued or waiting or self.abandoned
+            if offers:
+                await self.driver.decline(
+                    [o["id"]["value"] for o in offers], DECLINE_OFFER_SECONDS if not busy else 5.0
+                )
+            if not busy and not self.suppressed:
                 self.suppressed = True
                 await self.driver.suppress()
             return
@@ -891,10 +969,7 @@ class Marathon:
                     if oid in rejected:
                         continue
                     offer = remaining[oid]
-                    result = matching.match_offer(
-                        app, offer, placed, default_region=self.default_region
-                    )
-                    blocker = None
+                    result = self._match(app, inst, offer, placed)
                     if not isinstance(result, matching.NoMatch):
                         blocker = self.storage.blocker(app, self._offer_node(offer))
                         if blocker is not None:
@@ -919,7 +994,10 @@ class Marathon:
                     stats.waiting = None
                     insts.pop(0)
                     self.launch_tokens -= 1
-                    ops_by_offer[oid].append(self._launch(app, inst, offer, result))
+                    if resident.is_resident(app) and inst.reservation is None:
+                        ops_by_offer[oid].extend(self._reserve(app, inst, offer, result))
+                    else:
+                        ops_by_offer[oid].append(self._launch(app, inst, offer, result))
                     placed.append(result.placement)
                     remaining[oid] = result.remaining
                     cursor = (cursor + k + 1) % len(order)
@@ -935,7 +1013,7 @@ class Marathon:
         for (_, ops), ok in zip(accepts, results, strict=True):
             if not ok:
                 for op in ops:
-                    for ti in op["launch"]["task_infos"]:
+                    for ti in (op.get("launch") or {}).get("task_infos", []):
                         self._launch_failed(ti["task_id"]["value"])
         if declined:
             still = any(insts for insts in by_app.values())
@@ -945,6 +1023,112 @@ class Marathon:
         addr = (offer.get("url") or {}).get("address") or {}
         return self.node_of.get((str(addr.get("ip", "")), int(addr.get("port", 0) or 0)))
 
+    # ---- residency (local persistent volumes) -----------------------------------------
+    def _match(
+        self,
+        app: dict[str, Any],
+        inst: Instance,
+        offer: dict[str, Any],
+        placed: list[matching.Placement],
+    ) -> matching.Match | matching.NoMatch:
+        if not resident.is_resident(app):
+            return matching.match_offer(app, offer, placed, default_region=self.default_region)
+        if inst.reservation is None:
+            return matching.match_offer(
+                resident.reservation_app(app), offer, placed, default_region=self.default_region
+            )
+        return resident.reserved_match(app, offer, inst.reservation, self.framework_id or "")
+
+    def _reserve(
+        self, app: dict[str, Any], inst: Instance, offer: dict[str, Any], m: matching.Match
+    ) -> list[dict[str, Any]]:
+        """RESERVE + CREATE for a new resident instance: it is pinned to the offer's agent."""
+        ops, record = resident.reserve_operations(
+            app,
+            offer,
+            m,
+            framework_id=self.framework_id or self.driver.framework_id or "",
+            reservation_id=inst.instance_id,
+        )
+        inst.reservation = record
+        inst.agent_id = record["agentId"]
+        inst.hostname = offer["hostname"]
+        inst.host_ip = ((offer.get("url") or {}).get("address") or {}).get("ip") or offer[
+            "hostname"
+        ]
+        inst.region = m.placement.region
+        inst.zone = m.placement.zone
+        inst.attributes = dict(m.placement.attributes)
+        inst.ports = list(m.host_ports)
+        inst.message = "Reserved"
+        log.info(
+            "reserving resources and creating volumes for %s on agent %s",
+            inst.instance_id,
+            inst.agent_id,
+        )
+        self.emit_instance_changed(inst, "Reserved")
+        self.save_soon()
+        return ops
+
+    async def _clean_reservations(self, offers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Destroy and unreserve what this framework reserved for instances it no longer has;
+        returns the offers left for launching."""
+        fid = self.framework_id or self.driver.framework_id
+        if not fid:
+            return offers
+        known = {
+            str(i.reservation["id"]) for i in self.instances.values() if i.reservation is not None
+        }
+        left: list[dict[str, Any]] = []
+        for offer in offers:
+            ops, ids = resident.orphaned_operations(offer, fid, known)
+            if not ops:
+                left.append(offer)
+                continue
+            log.info(
+                "destroying volumes and unreserving resources of %s on agent %s",
+                ", ".join(sorted(ids)),
+                offer["agent_id"]["value"],
+            )
+            if await self.driver.accept([offer["id"]["value"]], ops):
+                self.abandoned -= ids
+        return left
+
+    def waiting_residents(self) -> list[Instance]:
+        """Resident instances that wait for their agent to come back (unreachable disabled)."""
+        return [
+            i
+            for i in self.instances.values()
+            if i.reservation is not None
+            and i.goal == "Running"
+            and i.state == "TASK_UNREACHABLE"
+            and i.app_id in self.apps
+        ]
+
+    def _record_waiting(self, offers: list[dict[str, Any]]) -> list[Instance]:
+        """Count offers that cannot serve waiting resident instances (the queue shows why)."""
+        waiting = self.waiting_residents()
+        apps = {i.app_id for i in waiting}
+        for aid in apps:
+            stats = self.offer_stats.setdefault(aid, OfferStats())
+            for offer in offers:
+                stats.record([resident.NO_RESERVATION])
+                stats.last_unused_offers.append(
+                    {
+                        "offer": offer,
+                        "reason": [resident.NO_RESERVATION],
+                        "timestamp": timestamp(),
+                    }
+                )
+        return waiting
+
+    def abandon(self, inst: Instance) -> None:
+        """Forget a resident instance's reservation; its resources are cleaned up when offered."""
+        if inst.reservation is not None:
+            self.abandoned.add(str(inst.reservation["id"]))
+            inst.reservation = None
+            self.wake_offers()
+
     def _launch_failed(self, task_id: str) -> None:
         split = appdef.split_task_id(task_id)
         if split is None:
@@ -952,7 +1136,8 @@ class Marathon:
         inst = self.instances.get(split[0])
         if inst is not None and inst.task_id == task_id:
             inst.state = SCHEDULED
-            inst.agent_id = None
+            if inst.reservation is None:
+                inst.agent_id = None
 
     def _launch(
         self, app: dict[str, Any], inst: Instance, offer: dict[str, Any], m: matching.Match
@@ -975,6 +1160,8 @@ class Marathon:
         inst.message = ""
         inst.kill_sent = None
         inst.role = (offer.get("allocation_info") or {}).get("role", appdef.MARATHON_ROLE)
+        if inst.reservation is not None:
+            inst.reservation["state"] = "Launched"
         stats = self.offer_stats.get(app["id"])
         if stats is not None and not any(
             i.state == SCHEDULED for i in self.app_instances(app["id"]) if i is not inst
@@ -1118,6 +1305,8 @@ class Marathon:
         elif state == "TASK_UNREACHABLE":
             if inst.unreachable_since is None:
                 inst.unreachable_since = time.time()
+            if inst.reservation is not None:
+                self.wake_offers()  # it waits for its agent: offers tell the queue why
         if previous != state:
             self.emit(
                 "status_update_event",
@@ -1149,8 +1338,20 @@ class Marathon:
                     "version": inst.version,
                 }
                 self._fail_backoff(app)
-            if inst.goal != "Running" or app is None or inst.inactive:
+            if inst.reservation is not None and state == "TASK_GONE_BY_OPERATOR":
+                # The agent is gone for good, with the volume: give the reservation up
+                # (Marathon 1.8 abandons it) -- the instance starts over with a new one.
+                log.warning(
+                    "agent %s of resident instance %s is gone: its volumes are lost",
+                    inst.agent_id,
+                    inst.instance_id,
+                )
+                self.abandon(inst)
+            if inst.goal == "Stopped" and inst.reservation is not None and app is not None:
+                self._relaunch(inst)  # scaled down: keeps its reservation, waits for a scale-up
+            elif inst.goal != "Running" or app is None or inst.inactive:
                 self.remove_instance(inst)
+                self.abandon(inst)
             else:
                 self._relaunch(inst)
         self.save_soon()
@@ -1158,8 +1359,13 @@ class Marathon:
     def _relaunch(self, inst: Instance) -> None:
         inst.incarnation += 1
         inst.state = SCHEDULED
-        inst.agent_id = None
-        inst.ports = []
+        if inst.reservation is not None:
+            # Pinned: the next task runs on the reservation, with the same ports and volumes.
+            inst.reservation["state"] = "Suspended"
+            inst.ports = list(inst.reservation.get("ports") or [])
+        else:
+            inst.agent_id = None
+            inst.ports = []
         inst.staged_at = inst.started_at = None
         inst.kill_sent = None
         inst.since = time.time()
@@ -1282,6 +1488,22 @@ class Marathon:
                     await self.reconcile()
             locked = {a for d in self.deployments.values() for a in d.affected_apps}
             for inst in list(self.instances.values()):
+                res = inst.reservation
+                if (
+                    res is not None
+                    and res.get("state") == "New"
+                    and inst.state == SCHEDULED
+                    and wall_now - float(res.get("since", wall_now))
+                    > self.ts.wall(resident.RESERVATION_TIMEOUT, 2.0)
+                ):
+                    log.warning(
+                        "reservation of %s was not offered back in time: reserving again",
+                        inst.instance_id,
+                    )
+                    self.abandon(inst)
+                    inst.agent_id = None
+                    inst.ports = []
+                    self.save_soon()
                 if inst.kill_sent is not None and not inst.terminal:
                     if now - inst.kill_sent > self.ts.wall(KILL_RETRY_SECONDS, 1.0):
                         inst.kill_sent = now

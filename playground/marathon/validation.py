@@ -987,6 +987,16 @@ def _validate_full_app(app: dict[str, Any], p: str, base: str, errs: _Errors) ->
             errs.add(
                 f"{p}/upgradeStrategy/maximumOverCapacity", f"got {_fmt_num(moc)}, expected 0.0"
             )
+        if resident and _is_number(mhc) and mhc > 0.5:
+            # docs/persistent-volumes.md: a resident app stays at or below the defaults
+            # (minimumHealthCapacity 0.5, maximumOverCapacity 0).
+            errs.add(
+                f"{p}/upgradeStrategy/minimumHealthCapacity",
+                f"got {_fmt_num(mhc)}, expected 0.5 or less",
+            )
+    un = app.get("unreachableStrategy")
+    if resident and un is not None and not (isinstance(un, str) and un.lower() == "disabled"):
+        errs.add(root, "unreachableStrategy must be disabled for resident tasks")
 
     gpus = app.get("gpus", 0)
     if (
@@ -1009,6 +1019,43 @@ def validate_app(raw: dict[str, Any], *, prefix: str = "", base: str = "/") -> D
     errs = _Errors()
     _validate_full_app(raw, prefix, base, errs)
     return errs.details()
+
+
+def validate_resident_update(
+    old: dict[str, Any], new: dict[str, Any], *, prefix: str = ""
+) -> Details:
+    """``residentUpdateIsValid``: a resident app keeps its volumes and its resources."""
+    errs = _Errors()
+    if not (_persistent_volumes(old) or _persistent_volumes(new)):
+        return errs.details()
+    root = prefix or "/"
+    old_vols, new_vols = _persistent_volumes(old), _persistent_volumes(new)
+
+    def same(v: dict[str, Any]) -> bool:
+        match = [w for w in new_vols if w.get("containerPath") == v.get("containerPath")]
+        return bool(match) and _volume_key(match[0]) == _volume_key(v)
+
+    if len(old_vols) != len(new_vols) or not all(same(v) for v in old_vols):
+        errs.add(root, "Persistent volumes can not be changed!")
+    keys = ("cpus", "mem", "disk", "gpus")
+    defaults = {"cpus": 1.0, "mem": 128.0, "disk": 0.0, "gpus": 0}
+    changed = any(
+        float(old.get(k, defaults[k]) or 0) != float(new.get(k, defaults[k]) or 0) for k in keys
+    )
+    if changed or bool(old.get("requirePorts")) != bool(new.get("requirePorts")):
+        errs.add(root, "Resident Tasks may not change resource requirements!")
+    return errs.details()
+
+
+def _volume_key(v: dict[str, Any]) -> tuple[Any, ...]:
+    p = _dict(v.get("persistent"))
+    return (
+        v.get("containerPath"),
+        v.get("mode", "RW"),
+        p.get("type", "root"),
+        p.get("size"),
+        p.get("maxSize"),
+    )
 
 
 def validate_app_update(raw: dict[str, Any], *, prefix: str = "") -> Details:

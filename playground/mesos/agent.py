@@ -36,6 +36,7 @@ from playground.cluster.node import NodeContext
 from playground.cluster.procs import ProcRef
 from playground.cluster.statedir import atomic_write
 from playground.mesos import constants as C
+from playground.mesos import persistence
 from playground.mesos.resources import Resources, attributes_flat
 from playground.mesos.transport import MessageError, Transport
 from playground.storage import driver as storage_driver
@@ -173,6 +174,8 @@ class Agent:
         self.work = ctx.work_dir
         self.meta = self.work / "meta"
         (self.meta / "runs").mkdir(parents=True, exist_ok=True)
+        #: Dynamic reservations and persistent volumes (checkpointed in the work dir).
+        self.volumes = persistence.AgentVolumes(self.work, self.meta)
         self.agent_id: str | None = None
         self.master_url: str | None = None
         self.master_epoch: int | None = None
@@ -309,6 +312,7 @@ class Agent:
                 "url": self.url,
                 "version": MESOS_VERSION,
                 "capabilities": CAPABILITIES,
+                "checkpointed_resources": self.volumes.checkpointed.to_v1(),
             }
             if reregister:
                 body["tasks"] = [
@@ -541,6 +545,12 @@ class Agent:
                 "This cluster runs command tasks only (no custom executors)",
                 "REASON_CONTAINER_LAUNCH_FAILED",
                 "SOURCE_AGENT",
+            )
+            return
+        problem = self.volumes.mount(info.get("resources") or [], sandbox)
+        if problem is not None:
+            self.update(
+                run, "TASK_FAILED", problem, "REASON_CONTAINER_LAUNCH_FAILED", "SOURCE_AGENT"
             )
             return
         self.update(run, "TASK_STARTING")
@@ -898,6 +908,9 @@ class Agent:
         if name == "StatusUpdateAcknowledgementMessage":
             self.acknowledge(body)
             return web.Response(status=202)
+        if name == "CheckpointResourcesMessage":
+            self.checkpoint_resources(body)
+            return web.Response(status=202)
         if name == "ShutdownMessage":
             # The master removed this agent for good (MARK_AGENT_GONE): end every task, exit.
             log.error("the master shut this agent down: %s", (body or {}).get("message"))
@@ -913,6 +926,15 @@ class Agent:
                     self.spawn(self.kill_task(run))
             return web.Response(status=202)
         return web.Response(status=404, text=f"Unknown message {name}")
+
+    def checkpoint_resources(self, body: dict[str, Any]) -> None:
+        """The master's view of this agent's reservations and volumes: keep it on disk."""
+        resources = Resources.from_v1(body.get("resources") or [])
+        created, deleted = self.volumes.update(resources)
+        for path in created:
+            log.info("created persistent volume %s", path)
+        for path in deleted:
+            log.info("destroyed persistent volume %s (its data is deleted)", path)
 
     async def unknown_kill(self, body: dict[str, Any]) -> None:
         """A kill for a task this agent does not know: tell the master so it forgets it."""
@@ -1001,7 +1023,7 @@ class Agent:
             (fw["completed_executors"] if run.terminal else fw["executors"]).append(
                 self.executor_v0(run)
             )
-        total = self.resources
+        total = persistence.total_with(self.resources, self.volumes.checkpointed)
         reserved = Resources(r for r in total if r.role != "*")
         unreserved = Resources(r for r in total if r.role == "*")
         out: dict[str, Any] = {

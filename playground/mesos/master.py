@@ -26,7 +26,7 @@ from playground import MESOS_VERSION
 from playground.cluster.httpserver import json_response, read_json, run_app, supervise
 from playground.cluster.node import NodeContext
 from playground.mesos import constants as C
-from playground.mesos import maintenance
+from playground.mesos import maintenance, persistence
 from playground.mesos.recordio import encode as recordio_encode
 from playground.mesos.resources import Resources, attributes_flat
 from playground.mesos.transport import MessageError, Transport
@@ -151,6 +151,8 @@ class AgentRec:
     capabilities: list[dict[str, Any]] = field(default_factory=list)
     deactivated: bool = False  # DEACTIVATE_AGENT / DRAIN_AGENT: no offers
     drain_info: dict[str, Any] | None = None  # DRAIN_AGENT: {"state", "config"}
+    #: Dynamic reservations and persistent volumes (the agent checkpoints and re-reports them).
+    checkpointed: Resources = field(default_factory=Resources)
 
     @property
     def id(self) -> str:
@@ -167,7 +169,8 @@ class AgentRec:
 
     @property
     def total(self) -> Resources:
-        return Resources.from_v1(self.info.get("resources", []))
+        static = Resources.from_v1(self.info.get("resources", []))
+        return persistence.total_with(static, self.checkpointed)
 
     @property
     def used(self) -> Resources:
@@ -605,6 +608,7 @@ class Master:
             rec.capabilities = body.get("capabilities", [])
             self.agents[aid] = rec
             self.counters["slave_registrations"] += 1
+        rec.checkpointed = self.checkpointed_from(body)
         self.registry_agents[aid] = {"hostname": rec.hostname, "pid": pid}
         rec.deactivated = aid in self.deactivated
         rec.drain_info = self.drains.get(aid)
@@ -625,6 +629,22 @@ class Master:
         )
         self.allocate_now.set()
         return {"agent_id": {"value": aid}, "master_id": self.id}
+
+    def checkpointed_from(self, body: dict[str, Any]) -> Resources:
+        """The reservations and volumes an agent reports when it (re-)registers."""
+        try:
+            reported = Resources.from_v1(body.get("checkpointed_resources") or [])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring invalid checkpointed resources of an agent: %s", exc)
+            return Resources()
+        static = Resources.from_v1(body["agent_info"].get("resources", []))
+        if not persistence.fits(static, reported):
+            log.warning(
+                "agent at %s reports reservations its resources cannot hold; ignoring them",
+                body.get("pid"),
+            )
+            return Resources()
+        return persistence.checkpointed_of(reported)
 
     def reconcile_agent_tasks(
         self, rec: AgentRec, body: dict[str, Any], was_unreachable: bool
@@ -1109,18 +1129,114 @@ class Master:
         agent = self.agents.get(offers[0].agent_id) if offers else None
         if agent is None and error is None:
             error = "Agent is no longer registered"
+        # What the agent is told, in order: a volume is created before a task uses it.
+        sends: list[tuple[str, dict[str, Any], TaskRec | None]] = []
         for op in operations:
             kind = op.get("type")
+            if kind in persistence.OPERATIONS:
+                if error is not None or agent is None:
+                    log.warning(
+                        "Dropping %s offer operation from framework %s: %s", kind, fw.id, error
+                    )
+                    self.operation_feedback(fw, agent, op, "OPERATION_ERROR", str(error))
+                    continue
+                pool = self.apply_operation(fw, agent, op, pool, sends)
+                continue
             if kind != "LAUNCH":
                 log.warning("operation %s is not supported by the embedded master", kind)
                 continue
             for tinfo in (op.get("launch") or {}).get("task_infos", []):
-                self.launch(fw, agent, tinfo, pool, error)
+                self.launch(fw, agent, tinfo, pool, error, sends)
                 if error is None:
                     pool = pool - Resources.from_v1(tinfo.get("resources", []))
+        if agent is not None and sends:
+            self.spawn(self.send_in_order(fw, agent, sends))
         if agent is not None and refuse > 0:
             fw.filters[agent.id] = time.monotonic() + self.ts.wall(refuse, 0.0)
         self.allocate_now.set()
+
+    def apply_operation(
+        self,
+        fw: FrameworkRec | None,
+        agent: AgentRec,
+        op: dict[str, Any],
+        pool: Resources,
+        sends: list[tuple[str, dict[str, Any], TaskRec | None]],
+    ) -> Resources:
+        """RESERVE, UNRESERVE, CREATE or DESTROY on offered resources (``pool``).
+
+        An invalid operation is dropped with Mesos's message (and OPERATION_ERROR when the
+        framework gave it an id); the others change the agent's checkpointed resources,
+        which the agent is sent before anything that follows in the same call.
+        """
+        kind = str(op.get("type"))
+        try:
+            items = persistence.operation_items(op)
+            resources = persistence.validate_operation(
+                kind,
+                items,
+                checkpointed=agent.checkpointed,
+                used=agent.used,
+                principal=(fw.info.get("principal") if fw is not None else None),
+                roles=fw.roles if fw is not None else None,
+            )
+            after = persistence.apply(kind, pool, resources)
+            total = persistence.apply(kind, agent.total, resources)
+        except persistence.OperationError as exc:
+            if fw is None:
+                raise  # an operator call: answered with the error
+            log.warning("Dropping %s offer operation from framework %s: %s", kind, fw.id, exc)
+            self.operation_feedback(fw, agent, op, "OPERATION_ERROR", str(exc))
+            return pool
+        agent.checkpointed = persistence.checkpointed_of(total)
+        self.ctx.state.record_event(
+            "agent.resources",
+            agent_id=agent.id,
+            operation=kind,
+            framework_id=fw.id if fw is not None else None,
+            resources=Resources(resources).to_text(),
+        )
+        sends.append(
+            ("CheckpointResourcesMessage", {"resources": agent.checkpointed.to_v1()}, None)
+        )
+        if fw is not None:
+            self.operation_feedback(fw, agent, op, "OPERATION_FINISHED", None)
+        return after
+
+    def operation_feedback(
+        self,
+        fw: FrameworkRec,
+        agent: AgentRec | None,
+        op: dict[str, Any],
+        state: str,
+        message: str | None,
+    ) -> None:
+        """UPDATE_OPERATION_STATUS for an operation the framework gave an id."""
+        oid = (op.get("id") or {}).get("value")
+        if not oid:
+            return
+        status: dict[str, Any] = {
+            "operation_id": {"value": oid},
+            "state": state,
+            "uuid": {"value": base64.b64encode(uuid.uuid4().bytes).decode()},
+        }
+        if message:
+            status["message"] = message
+        if agent is not None:
+            status["agent_id"] = {"value": agent.id}
+        fw.send({"type": "UPDATE_OPERATION_STATUS", "update_operation_status": {"status": status}})
+
+    async def send_in_order(
+        self,
+        fw: FrameworkRec,
+        agent: AgentRec,
+        sends: list[tuple[str, dict[str, Any], TaskRec | None]],
+    ) -> None:
+        for message, body, task in sends:
+            if task is None:
+                await self.send_agent(agent, message, body)
+            else:
+                await self._run_task(fw, agent, task, body)
 
     def launch(
         self,
@@ -1129,6 +1245,7 @@ class Master:
         tinfo: dict[str, Any],
         pool: Resources,
         error: str | None,
+        sends: list[tuple[str, dict[str, Any], TaskRec | None]] | None = None,
     ) -> None:
         tid = (tinfo.get("task_id") or {}).get("value", "")
         task = TaskRec(
@@ -1157,7 +1274,10 @@ class Master:
         self.task_state_counts["TASK_STAGING"] += 1
         task.statuses = []
         body = {"framework": fw.info, "framework_id": {"value": fw.id}, "task": tinfo}
-        self.spawn(self._run_task(fw, agent, task, body))
+        if sends is not None:
+            sends.append(("RunTaskMessage", body, task))
+        else:
+            self.spawn(self._run_task(fw, agent, task, body))
 
     async def _run_task(
         self, fw: FrameworkRec, agent: AgentRec, task: TaskRec, body: dict[str, Any]
@@ -2059,6 +2179,12 @@ class Master:
             if err is not None:
                 return web.Response(status=err.status, text=err.message)
             return web.Response(status=200)
+        if kind in OPERATOR_OPERATIONS:
+            try:
+                self.operator_operation(kind, call)
+            except CallError as exc:
+                return web.Response(status=exc.status, text=exc.message)
+            return web.Response(status=202)
         handled = await self.maintenance_call(kind, call)
         if handled is not None:
             return handled
@@ -2066,6 +2192,50 @@ class Master:
             status=400,
             text=f"Failed to validate master::Call: call type {kind} is not supported by this cluster",
         )
+
+    def operator_operation(self, kind: str, call: dict[str, Any]) -> None:
+        """RESERVE_RESOURCES, UNRESERVE_RESOURCES, CREATE_VOLUMES, DESTROY_VOLUMES (v1 API).
+
+        Applied to what the agent has free; offers outstanding on the agent are rescinded
+        when they hold what the call needs (as the Mesos master does).
+        """
+        op_kind, field_name, items_key = OPERATOR_OPERATIONS[kind]
+        body = call.get(field_name)
+        if not isinstance(body, dict):
+            raise CallError(
+                400, f"Failed to validate master::Call: Expecting '{field_name}' to be present"
+            )
+        aid = (body.get("agent_id") or {}).get("value")
+        if not aid:
+            raise CallError(
+                400,
+                f"Failed to validate master::Call: Expecting '{field_name}.agent_id' to be present",
+            )
+        agent = self.agents.get(str(aid))
+        if agent is None:
+            raise CallError(404, f"No agent found with specified ID {aid}")
+        op = {"type": op_kind, op_kind.lower(): {items_key: body.get(items_key)}}
+        sends: list[tuple[str, dict[str, Any], TaskRec | None]] = []
+        for attempt in (0, 1):
+            try:
+                self.apply_operation(None, agent, op, agent.available(), sends)
+                break
+            except persistence.OperationError as exc:
+                text = str(exc)
+                if text.startswith("Invalid ") and " Operation: " in text:
+                    if attempt == 0 and agent.offered:
+                        self.rescind_agent_offers(agent)
+                        continue
+                    raise CallError(409, f"Insufficient resources: {text}") from None
+                raise CallError(400, f"Failed to validate master::Call: {text}") from None
+        self.spawn(self.send_agent_all(agent, sends))
+        self.allocate_now.set()
+
+    async def send_agent_all(
+        self, agent: AgentRec, sends: list[tuple[str, dict[str, Any], TaskRec | None]]
+    ) -> None:
+        for message, body, _task in sends:
+            await self.send_agent(agent, message, body)
 
     # ---- wiring ---------------------------------------------------------------------
     async def end_streams(self, _app: web.Application) -> None:
@@ -2124,6 +2294,15 @@ class Master:
                 )
             await self.transport.close()
         return 0
+
+
+#: Operator calls that are offer operations: (operation, call field, resources field).
+OPERATOR_OPERATIONS = {
+    "RESERVE_RESOURCES": ("RESERVE", "reserve_resources", "resources"),
+    "UNRESERVE_RESOURCES": ("UNRESERVE", "unreserve_resources", "resources"),
+    "CREATE_VOLUMES": ("CREATE", "create_volumes", "volumes"),
+    "DESTROY_VOLUMES": ("DESTROY", "destroy_volumes", "volumes"),
+}
 
 
 def _allocatable(res: Resources) -> bool:

@@ -9,6 +9,7 @@ Grammar (as in ``--resources`` / ``--attributes`` of the Mesos agent)::
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -88,6 +89,8 @@ class Resource:
     items: list[str] | None = None
     reservation: str | None = None  # "STATIC" or "DYNAMIC" for reserved resources
     extra: dict[str, Any] = field(default_factory=dict)  # disk info, allocation info, ...
+    principal: str | None = None  # the reserver principal of a dynamic reservation
+    labels: list[dict[str, Any]] | None = None  # the labels of a dynamic reservation
 
     @property
     def kind(self) -> str:
@@ -97,8 +100,48 @@ class Resource:
             return "RANGES"
         return "SET"
 
-    def key(self) -> tuple[str, str]:
-        return (self.name, self.role)
+    def key(self) -> tuple[str, ...]:
+        """What makes two resources interchangeable: name, role, reservation, disk info.
+
+        Resources with the same key add up; a dynamic reservation with other labels, or a
+        persistent volume, stays a resource of its own (as Mesos keeps them apart).
+        """
+        if self.role == "*":
+            reservation = ""
+        else:
+            reservation = self.reservation or "STATIC"
+        labels = json.dumps(self.labels, sort_keys=True) if self.labels else ""
+        return (self.name, self.role, reservation, self.principal or "", labels, self.disk_key())
+
+    @property
+    def disk(self) -> dict[str, Any]:
+        return dict(self.extra.get("disk") or {})
+
+    def disk_key(self) -> str:
+        """The identity of the disk info: persistence id, volume path and mode, source."""
+        disk = self.disk
+        if not disk:
+            return ""
+        ident = {
+            "id": (disk.get("persistence") or {}).get("id"),
+            "path": (disk.get("volume") or {}).get("container_path"),
+            "mode": (disk.get("volume") or {}).get("mode"),
+            "source": disk.get("source"),
+        }
+        return json.dumps(ident, sort_keys=True)
+
+    @property
+    def persistence_id(self) -> str | None:
+        pid = (self.disk.get("persistence") or {}).get("id")
+        return None if pid is None else str(pid)
+
+    @property
+    def is_persistent_volume(self) -> bool:
+        return "persistence" in self.disk
+
+    @property
+    def is_dynamically_reserved(self) -> bool:
+        return self.role != "*" and self.reservation == "DYNAMIC"
 
     def is_empty(self) -> bool:
         if self.scalar is not None:
@@ -115,7 +158,9 @@ class Resource:
             list(self.ranges) if self.ranges is not None else None,
             list(self.items) if self.items is not None else None,
             self.reservation,
-            dict(self.extra),
+            json.loads(json.dumps(self.extra)),
+            self.principal,
+            [dict(label) for label in self.labels] if self.labels is not None else None,
         )
 
     def to_v1(self, allocation_role: str | None = None) -> dict[str, Any]:
@@ -129,7 +174,17 @@ class Resource:
             out["set"] = {"item": list(self.items or [])}
         out["role"] = self.role
         if self.role != "*":
-            out["reservations"] = [{"type": self.reservation or "STATIC", "role": self.role}]
+            entry: dict[str, Any] = {"type": self.reservation or "STATIC", "role": self.role}
+            info: dict[str, Any] = {}
+            if self.principal is not None:
+                info["principal"] = self.principal
+            if self.labels:
+                info["labels"] = {"labels": [dict(label) for label in self.labels]}
+            entry.update(info)
+            out["reservations"] = [entry]
+            if self.reservation == "DYNAMIC":
+                # The pre-refinement shape (``role`` + ``reservation``) next to ``reservations``.
+                out["reservation"] = info
         if allocation_role is not None:
             out["allocation_info"] = {"role": allocation_role}
         out.update(self.extra)
@@ -142,14 +197,26 @@ class Resource:
         if not name:
             raise ResourceGrammarError("resource without a name")
         reservations = data.get("reservations") or []
-        role = reservations[-1].get("role", "*") if reservations else data.get("role", "*")
+        legacy = data.get("reservation")
+        role = str(reservations[-1].get("role", "*") if reservations else data.get("role", "*"))
         kind = data.get("type", "SCALAR")
-        extra = {k: v for k, v in data.items() if k in ("disk", "provider_id")}
+        extra = {k: v for k, v in data.items() if k in ("disk", "provider_id") and v}
+        if reservations:
+            last = reservations[-1]
+            rtype = last.get("type") or ("DYNAMIC" if "principal" in last else "STATIC")
+            info = last
+        elif legacy is not None and role != "*":
+            rtype, info = "DYNAMIC", legacy
+        else:
+            rtype, info = None, {}
+        labels = ((info or {}).get("labels") or {}).get("labels")
         res = cls(
             name=name,
             role=role,
-            reservation=(reservations[-1].get("type") if reservations else None),
+            reservation=rtype if role != "*" else None,
             extra=extra,
+            principal=(info or {}).get("principal"),
+            labels=[dict(label) for label in labels] if labels else None,
         )
         if kind == "SCALAR":
             value = float((data.get("scalar") or {}).get("value", 0.0))
@@ -175,7 +242,7 @@ class Resources:
     """A bag of resources keyed by (name, role), with Mesos-like arithmetic."""
 
     def __init__(self, items: Iterable[Resource] = ()) -> None:
-        self._items: dict[tuple[str, str], Resource] = {}
+        self._items: dict[tuple[str, ...], Resource] = {}
         for r in items:
             self.add(r)
 
@@ -221,10 +288,8 @@ class Resources:
         return Resources(r.copy() for r in self._items.values())
 
     def get(self, name: str, role: str | None = None) -> Resource | None:
-        if role is not None:
-            return self._items.get((name, role))
         for r in self._items.values():
-            if r.name == name:
+            if r.name == name and (role is None or r.role == role):
                 return r
         return None
 
@@ -315,6 +380,13 @@ class Resources:
         parts = []
         for r in self:
             role = f"({r.role})" if r.role != "*" else ""
+            if r.reservation == "DYNAMIC" or r.persistence_id is not None:
+                extra = []
+                if r.principal:
+                    extra.append(r.principal)
+                if r.persistence_id is not None:
+                    extra.append(f"persistence {r.persistence_id}")
+                role = f"({r.role}, {', '.join(extra)})" if extra else f"({r.role}, dynamic)"
             if r.scalar is not None:
                 parts.append(f"{r.name}{role}:{r.scalar:g}")
             elif r.ranges is not None:
