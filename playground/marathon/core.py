@@ -964,7 +964,18 @@ class Marathon:
             while insts and len(rejected) < len(order) and self.launch_tokens > 0:
                 inst = insts[0]
                 launched = False
-                for k in range(len(order)):
+                steps = list(range(len(order)))
+                preferred = self.storage.replica_nodes(app)
+                if preferred:
+                    # Hyperconvergence (what Portworx's scheduler extension does): agents
+                    # holding a replica of the app's volume first, so no full copy moves.
+                    steps.sort(
+                        key=lambda k: (
+                            self._offer_node(remaining[order[(cursor + k) % len(order)]])
+                            not in preferred
+                        )
+                    )
+                for k in steps:
                     oid = order[(cursor + k) % len(order)]
                     if oid in rejected:
                         continue

@@ -144,6 +144,20 @@ class StorageView:
         self.pools = {p["node"]: bool(p["online"]) for p in pools}
         self.volumes = {v["name"]: v for v in vols}
 
+    def replica_nodes(self, app: dict[str, Any]) -> set[str]:
+        """Agents holding an online replica of every storage volume of the app."""
+        names = storage_volumes(app)
+        if not names or not self.reachable:
+            return set()
+        nodes: set[str] | None = None
+        for name in names:
+            vol = self.volumes.get(name)
+            if vol is None:
+                return set()
+            here = {r["node"] for r in vol["replicas"] if r["state"] not in ("offline", "resync")}
+            nodes = here if nodes is None else nodes & here
+        return nodes or set()
+
     def blocker(self, app: dict[str, Any], agent_node: str | None) -> str | None:
         """Why an instance of ``app`` cannot run on ``agent_node`` now (None: it can)."""
         names = storage_volumes(app)
