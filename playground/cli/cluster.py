@@ -99,6 +99,12 @@ def down(as_json: bool) -> None:
 def destroy(yes: bool) -> None:
     """Stop the cluster and remove its state directory (volumes, logs, everything)."""
     root = state_dir()
+    if (root / "secrets" / "cloudsnap.key").exists():
+        click.echo(
+            "note: this cluster's cloud backup key goes with it; backups in the cloud stay, "
+            "but only its key restores them (`playground cloudsnap key export` saves it)",
+            err=True,
+        )
     if not yes and sys.stdin.isatty():
         click.confirm(f"Remove the cluster and everything in {root}?", abort=True)
     Cluster(root).destroy(progress=progress_printer(True))

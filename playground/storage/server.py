@@ -47,7 +47,7 @@ from playground.cluster.statedir import atomic_write
 from playground.storage import policy as policy_mod
 from playground.storage import replication, snapshots
 from playground.storage.audit import AuditLog, audit_path
-from playground.storage.chunks import ChunkStore
+from playground.storage.chunks import ChunkError, ChunkStore
 from playground.storage.placement import PlacementError, Pool, ha_update, place, place_volume
 from playground.storage.sealed import KEY_SECRET, SealedChunkStore
 from playground.storage.volumes import (
@@ -457,7 +457,14 @@ class StorageNode:
         return out
 
     # ---- volume lifecycle --------------------------------------------------------------
-    def create_volume(self, body: dict[str, Any], node: str | None = None) -> dict[str, Any]:
+    def forget_volume(self, vol: dict[str, Any]) -> None:
+        self.reg.volumes.pop(vol["id"], None)
+        self.save()
+        self.drop_replica_dirs(vol["id"], [r["node"] for r in vol["replicas"]])
+
+    def create_volume(
+        self, body: dict[str, Any], node: str | None = None, restoring: bool = False
+    ) -> dict[str, Any]:
         name = check_name(body.get("name"))
         if self.reg.by_name(name) is not None:
             raise StorageError(
@@ -494,6 +501,7 @@ class StorageNode:
             "created_at": iso(now),
             "primary": nodes[0],
             "attachment": None,
+            **({"state": "restoring"} if restoring else {}),
             "replicas": [
                 {"node": n, "pool_id": self.pools[n].pool_id, "synced_through": now} for n in nodes
             ],
@@ -592,6 +600,8 @@ class StorageNode:
         pool = self.pools[node]
         if not pool.online:
             raise StorageError(409, f"the storage pool on {node} is offline")
+        if vol.get("state") == "restoring":
+            raise StorageError(409, f"volume {vol['name']} is being restored; attach it after")
         att = vol.get("attachment")
         if att and att["task_id"] != task_id:
             holder = self.pools.get(att["node"])
@@ -625,6 +635,7 @@ class StorageNode:
                 " 1 the data lives on one node only",
             )
         promoted = src != vol.get("primary")
+        moved_from: str | None = None
         nodes = [r["node"] for r in vol["replicas"]]
         if node not in nodes:
             self.enforce(vol["labels"], [self.replica_location(node)], "attach", vol["name"])
@@ -642,10 +653,13 @@ class StorageNode:
                     )
 
                 candidates = [r for r in vol["replicas"] if r["node"] not in (node, src)]
-                drop = min(candidates, key=rank)
-                vol["replicas"].remove(drop)
-                self.known.get(vol["id"], {}).pop(drop["node"], None)
-                self.drop_replica_dirs(vol["id"], [drop["node"]])
+                if candidates:
+                    drop = min(candidates, key=rank)
+                    vol["replicas"].remove(drop)
+                    self.known.get(vol["id"], {}).pop(drop["node"], None)
+                    self.drop_replica_dirs(vol["id"], [drop["node"]])
+                else:
+                    moved_from = src  # replication 1: the only replica moves here
         if node != src:
             dst = self.replica_dir(node, vol["id"])
             await asyncio.to_thread(
@@ -660,6 +674,11 @@ class StorageNode:
                     r["pool_id"] = pool.pool_id
                     r["synced_through"] = self.synced_through(vol, src)
             self.known.get(vol["id"], {}).pop(node, None)
+            if moved_from is not None:
+                vol["replicas"] = [r for r in vol["replicas"] if r["node"] != moved_from]
+                self.known.get(vol["id"], {}).pop(moved_from, None)
+                self.lag.get(vol["id"], {}).pop(moved_from, None)
+                self.drop_replica_dirs(vol["id"], [moved_from])
         vol["primary"] = node
         self.lag.setdefault(vol["id"], {})[node] = {"synced_through": time.time(), "pending": 0}
         vol["attachment"] = {
@@ -1071,6 +1090,7 @@ class StorageNode:
         snap = self.reg.snapshot(request.match_info["id"])
         body = await self.body(request)
         to = body.get("to")
+        created = False
         if to is not None:
             check_name(to)
             vol = self.reg.by_name(to)
@@ -1082,8 +1102,10 @@ class StorageNode:
                         "repl": snap["volume_repl"],
                         "secure": snap["secure"],
                         "labels": snap["volume_labels"],
-                    }
+                    },
+                    restoring=True,
                 )
+                created = True
             elif vol["id"] != snap["volume_id"]:
                 raise StorageError(
                     409,
@@ -1112,12 +1134,22 @@ class StorageNode:
             if dst is None:
                 raise StorageError(409, f"volume {vol['name']} has no online replica")
             t0 = time.monotonic()
-            await asyncio.to_thread(
-                snapshots.restore,
-                self.store_of(snap),
-                self.manifest_of(snap),
-                self.replica_dir(dst, vol["id"]),
-            )
+            try:
+                await asyncio.to_thread(
+                    snapshots.restore,
+                    self.store_of(snap),
+                    self.manifest_of(snap),
+                    self.replica_dir(dst, vol["id"]),
+                )
+            except (OSError, ChunkError) as exc:
+                if created:
+                    self.forget_volume(vol)
+                raise StorageError(
+                    409,
+                    f"restore of {snap['id']} failed: {exc}",
+                    hint="`playground volume verify` checks the snapshot's chunks",
+                ) from None
+            vol.pop("state", None)
             vol["primary"] = dst
             self.known.pop(vol["id"], None)
             await self.replicate(vol, durable=True)
@@ -1138,24 +1170,36 @@ class StorageNode:
             raise StorageError(409, f"a volume named {name!r} exists already")
         async with self.lock(vol["id"]):
             snap = await self.take_snapshot(vol, f"clone-of-{vol['name']}"[:63])
-        clone = self.create_volume(
-            {
-                "name": name,
-                "size": vol["size_gb"],
-                "repl": vol["repl"],
-                "secure": vol["secure"],
-                "labels": vol["labels"],
-            }
-        )
-        async with self.lock(clone["id"]):
-            dst = str(clone["primary"])
-            await asyncio.to_thread(
-                snapshots.restore,
-                self.store_of(snap),
-                self.manifest_of(snap),
-                self.replica_dir(dst, clone["id"]),
+        try:
+            clone = self.create_volume(
+                {
+                    "name": name,
+                    "size": vol["size_gb"],
+                    "repl": vol["repl"],
+                    "secure": vol["secure"],
+                    "labels": vol["labels"],
+                },
+                restoring=True,
             )
-            await self.replicate(clone, durable=True)
+            async with self.lock(clone["id"]):
+                dst = str(clone["primary"])
+                try:
+                    await asyncio.to_thread(
+                        snapshots.restore,
+                        self.store_of(snap),
+                        self.manifest_of(snap),
+                        self.replica_dir(dst, clone["id"]),
+                    )
+                except (OSError, ChunkError) as exc:
+                    self.forget_volume(clone)
+                    raise StorageError(409, f"clone of {vol['name']} failed: {exc}") from None
+                clone.pop("state", None)
+                self.save()
+                await self.replicate(clone, durable=True)
+        finally:
+            # The clone's snapshot served its purpose.
+            self.reg.delete_snapshot(snap["id"])
+            await self.collect_chunks()
         self.event("storage.volume.cloned", volume=vol["name"], clone=name)
         return json_response(self.view(clone), status=201)
 
@@ -1345,9 +1389,7 @@ class StorageNode:
             "labels": {k[6:]: v for k, v in labels.items() if k.startswith("label.")},
         }
         t0 = time.monotonic()
-        vol = self.create_volume(spec)
-        vol["state"] = "restoring"  # removed again if this node dies before the end
-        self.save()
+        vol = self.create_volume(spec, restoring=True)  # removed if this node dies meanwhile
         try:
             async with self.lock(vol["id"]):
                 store = self.sealed if vol["secure"] else self.store
@@ -1361,10 +1403,8 @@ class StorageNode:
                 await self.replicate(vol, durable=True)
                 vol.pop("state", None)
                 self.save()
-        except (CloudSnapError, OSError) as exc:
-            self.reg.volumes.pop(vol["id"], None)
-            self.save()
-            self.drop_replica_dirs(vol["id"], [r["node"] for r in vol["replicas"]])
+        except (CloudSnapError, OSError, ChunkError) as exc:
+            self.forget_volume(vol)
             hint = exc.hint if isinstance(exc, CloudSnapError) else None
             raise StorageError(
                 409, f"restore of backup {bid} failed, nothing kept: {exc}", hint
