@@ -84,3 +84,26 @@ def test_manifests_round_trip_and_paths_stay_inside(tmp_path: Path) -> None:
     with pytest.raises(ChunkError, match="leaves the volume"):
         snapshots.restore(store, evil, tmp_path / "x")
     assert not (tmp_path / "escape").exists()
+
+
+def test_a_parallel_restore_writes_every_file_and_stops_whole_on_a_bad_chunk(
+    tmp_path: Path,
+) -> None:
+    store = ChunkStore(tmp_path / "chunks")
+    root = tmp_path / "many"
+    for i in range(40):
+        d = root / f"d{i % 5}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:02d}").write_bytes(os.urandom(3000 + i))
+    snap = snapshots.capture(store, root, chunk_size=1024).manifest
+    assert snapshots.RESTORE_WORKERS > 1 and len(snap["files"]) == 40
+    dest = tmp_path / "out"
+    snapshots.restore(store, snap, dest)
+    for rel in snap["files"]:
+        assert (dest / rel).read_bytes() == (root / rel).read_bytes()
+    store.path(snap["files"]["d3/f23"]["chunks"][1]).write_bytes(b"rot")
+    other = tmp_path / "other"
+    with pytest.raises(ChunkError, match="corrupt"):
+        snapshots.restore(store, snap, other)
+    assert not other.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
