@@ -402,7 +402,7 @@ def test_rebuilt_agent_gets_a_new_pool_that_resyncs(
     faults.rebuild(secondary)  # crash, clean disk, start
     wait_until(
         lambda: st.pools()[secondary]["online"] and st.pools()[secondary]["pool_id"] != old_pool,
-        20,
+        30,
         desc=f"{secondary} back with a new pool",
     )
     state = StateDir(cluster.state_dir)
@@ -414,7 +414,7 @@ def test_rebuilt_agent_gets_a_new_pool_that_resyncs(
             if e.get("volume") == "rebuilt" and e.get("node") == secondary
         ]
 
-    wait_until(resynced, 10, desc="storage.replica.resynced in the timeline")
+    wait_until(resynced, 20, desc="storage.replica.resynced in the timeline")
     replaced = state.events(since=t0, kinds=("storage.pool.replaced",))
     assert any(e["node"] == secondary and "rebuilt" in e["volumes"] for e in replaced)
     assert digest_tree(st.replica_dir(vol, secondary)) == want
