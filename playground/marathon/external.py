@@ -89,7 +89,12 @@ def validate_volume(ext: dict[str, Any], path: str, add: Any) -> None:
 
 
 def validate_app(app: dict[str, Any], path: str, add: Any) -> None:
-    """App-level rules for apps with external volumes (instances, upgrade strategy)."""
+    """Marathon 1.10's app-level DVDI rules (the upgrade strategy is checked with residency's).
+
+    A volume attaches to one task at a time, so an app has at most one instance, unless
+    every external volume is ``shared``; a volume is declared once per app; the Docker
+    containerizer takes no options but the driver, and no size.
+    """
     vols = external_volumes(app)
     if not vols:
         return
@@ -98,19 +103,28 @@ def validate_app(app: dict[str, Any], path: str, add: Any) -> None:
     if not shared and isinstance(instances, int) and instances > 1:
         add(
             path or "/",
-            "Number of instances is limited to 1 when declaring external volumes in app "
-            f"{app.get('id')}",
+            "Number of instances is limited to 1 when declaring DVDI volumes in app "
+            f"[{app.get('id')}]",
         )
-    us = app.get("upgradeStrategy")
-    if isinstance(us, dict):
-        moc, mhc = us.get("maximumOverCapacity"), us.get("minimumHealthCapacity")
-        if isinstance(moc, int | float) and moc != 0:
-            add(f"{path}/upgradeStrategy/maximumOverCapacity", f"got {moc}, expected 0.0")
-        if isinstance(mhc, int | float) and mhc > 0.5:
-            add(
-                f"{path}/upgradeStrategy/minimumHealthCapacity",
-                f"got {mhc}, expected between 0.0 and 0.5",
-            )
+    names = [
+        str(v["external"].get("name")) for v in vols if v["external"].get("provider") == "dvdi"
+    ]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        add(
+            path or "/",
+            f"Requested DVDI volume '{dup}' is declared more than once within app {app.get('id')}",
+        )
+    container = app.get("container") or {}
+    if str(container.get("type", "")).upper() == "DOCKER":
+        for i, v in enumerate(container.get("volumes") or []):
+            ext = v.get("external") if isinstance(v, dict) else None
+            if not isinstance(ext, dict) or ext.get("provider") != "dvdi":
+                continue
+            where = f"{path}/container/volumes({i})/external"
+            if set(ext.get("options") or {}) - {DRIVER_OPTION}:
+                add(f"{where}/options", f"must only contain {DRIVER_OPTION}")
+            if ext.get("size") is not None:
+                add(f"{where}/size", "must be undefined for Docker containers")
 
 
 class StorageView:

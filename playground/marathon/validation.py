@@ -970,6 +970,8 @@ def _validate_full_app(app: dict[str, Any], p: str, base: str, errs: _Errors) ->
     resident = bool(_persistent_volumes(app))
     if app.get("residency") is not None and not resident:
         errs.add(root, "App must contain persistent volumes and define residency")
+    # DVDI volumes are held to the same upgrade strategy (UpgradeStrategy.validForResidentTasks).
+    resident_like = resident or bool(external_mod.external_volumes(app))
     us = app.get("upgradeStrategy")
     if isinstance(us, dict):
         moc, mhc = us.get("maximumOverCapacity"), us.get("minimumHealthCapacity")
@@ -983,11 +985,11 @@ def _validate_full_app(app: dict[str, Any], p: str, base: str, errs: _Errors) ->
                 errs.add(
                     f"{p}/upgradeStrategy/maximumOverCapacity", f"got {_fmt_num(moc)}, expected 0.0"
                 )
-        if resident and _is_number(moc) and moc != 0:
+        if resident_like and _is_number(moc) and moc != 0:
             errs.add(
                 f"{p}/upgradeStrategy/maximumOverCapacity", f"got {_fmt_num(moc)}, expected 0.0"
             )
-        if resident and _is_number(mhc) and mhc > 0.5:
+        if resident_like and _is_number(mhc) and mhc > 0.5:
             # docs/persistent-volumes.md: a resident app stays at or below the defaults
             # (minimumHealthCapacity 0.5, maximumOverCapacity 0).
             errs.add(

@@ -192,8 +192,8 @@ def test_one_task_per_volume(
             {
                 "path": "/",
                 "errors": [
-                    "Number of instances is limited to 1 when declaring external volumes in "
-                    "app /twice"
+                    "Number of instances is limited to 1 when declaring DVDI volumes in "
+                    "app [/twice]"
                 ],
             }
         ],

@@ -66,7 +66,7 @@ def test_more_than_one_instance_is_refused_with_marathons_message() -> None:
     """A volume attaches to one task at a time: instances > 1 is a 422 naming the app."""
     details = validate_app(app(instances=2))
     assert errors(details) == {
-        "/": ["Number of instances is limited to 1 when declaring external volumes in app /db"]
+        "/": ["Number of instances is limited to 1 when declaring DVDI volumes in app [/db]"]
     }
     with pytest.raises(ValidationError) as exc:
         raise_if_invalid(details)
@@ -119,7 +119,10 @@ def test_volume_names_are_unique_within_an_app() -> None:
     a["container"]["volumes"].append(
         {"containerPath": "other", "mode": "RW", "external": copy.deepcopy(EXT)}
     )
-    assert errors(validate_app(a)) == {"/container/volumes": ["Volume names must be unique"]}
+    assert errors(validate_app(a)) == {
+        "/container/volumes": ["Volume names must be unique"],
+        "/": ["Requested DVDI volume 'dbvol' is declared more than once within app /db"],
+    }
 
 
 def test_upgrade_strategy_must_not_run_two_tasks_on_one_volume() -> None:
