@@ -130,7 +130,7 @@ def test_upgrade_strategy_must_not_run_two_tasks_on_one_volume() -> None:
     bad = app(upgradeStrategy={"minimumHealthCapacity": 1, "maximumOverCapacity": 0.5})
     assert errors(validate_app(bad)) == {
         "/upgradeStrategy/maximumOverCapacity": ["got 0.5, expected 0.0"],
-        "/upgradeStrategy/minimumHealthCapacity": ["got 1, expected between 0.0 and 0.5"],
+        "/upgradeStrategy/minimumHealthCapacity": ["got 1, expected 0.5 or less"],
     }
     ok = app(upgradeStrategy={"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0})
     assert validate_app(ok) == []
