@@ -12,7 +12,13 @@ from typing import Any
 
 import click
 
-from playground.cli.common import emit_json, handle_errors, json_option, state_dir
+from playground.cli.common import (
+    emit_json,
+    handle_errors,
+    json_option,
+    state_dir,
+    state_dir_option,
+)
 from playground.client.storage import StorageClient
 from playground.cluster.lifecycle import Cluster
 from playground.errors import PlaygroundError
@@ -95,6 +101,7 @@ def volume() -> None:
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
 @click.option("--rack-aware", is_flag=True, help="Replicas in distinct racks, not only zones.")
 @json_option
+@state_dir_option
 @handle_errors
 def volume_create(
     name: str,
@@ -126,6 +133,7 @@ def volume_create(
 
 @volume.command("list")
 @json_option
+@state_dir_option
 @handle_errors
 def volume_list(as_json: bool) -> None:
     """Every volume with its replicas, their state and lag."""
@@ -143,6 +151,7 @@ def volume_list(as_json: bool) -> None:
 @volume.command("inspect")
 @click.argument("name")
 @json_option
+@state_dir_option
 @handle_errors
 def volume_inspect(name: str, as_json: bool) -> None:
     """One volume in full."""
@@ -162,6 +171,7 @@ def volume_inspect(name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--size", required=True, type=float, metavar="GB")
 @json_option
+@state_dir_option
 @handle_errors
 def volume_resize(name: str, size: float, as_json: bool) -> None:
     """Change a volume's size online (tasks keep running)."""
@@ -174,6 +184,7 @@ def volume_resize(name: str, size: float, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--repl", required=True, type=int, help="The new replication factor (one step).")
 @json_option
+@state_dir_option
 @handle_errors
 def volume_ha_update(name: str, repl: int, as_json: bool) -> None:
     """Change the replication factor by one; a new replica syncs in the background."""
@@ -191,6 +202,7 @@ def volume_ha_update(name: str, repl: int, as_json: bool) -> None:
 @volume.command("delete")
 @click.argument("name")
 @json_option
+@state_dir_option
 @handle_errors
 def volume_delete(name: str, as_json: bool) -> None:
     """Delete a volume that no task uses (its snapshots stay)."""
@@ -202,6 +214,7 @@ def volume_delete(name: str, as_json: bool) -> None:
 @volume.command("verify")
 @click.argument("name")
 @json_option
+@state_dir_option
 @handle_errors
 def volume_verify(name: str, as_json: bool) -> None:
     """Prove a volume, its replicas and its snapshots are intact (exit 1 if not)."""
@@ -226,6 +239,7 @@ def volume_verify(name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.argument("new_name")
 @json_option
+@state_dir_option
 @handle_errors
 def volume_clone(name: str, new_name: str, as_json: bool) -> None:
     """Copy volume NAME, as it is now, into a new volume NEW_NAME."""
@@ -236,6 +250,7 @@ def volume_clone(name: str, new_name: str, as_json: bool) -> None:
 
 @volume.command("pools")
 @json_option
+@state_dir_option
 @handle_errors
 def volume_pools(as_json: bool) -> None:
     """The storage pools on the agents: online or not, what they hold."""
@@ -261,6 +276,7 @@ def snapshot() -> None:
 @click.argument("volume_name", metavar="VOLUME")
 @click.option("--name", default=None, help="A name for the snapshot.")
 @json_option
+@state_dir_option
 @handle_errors
 def snapshot_create(volume_name: str, name: str | None, as_json: bool) -> None:
     """Snapshot VOLUME now (its task is frozen while changed files are captured)."""
@@ -279,6 +295,7 @@ def snapshot_create(volume_name: str, name: str | None, as_json: bool) -> None:
 @snapshot.command("list")
 @click.option("--volume", "volume_name", default=None, help="Only this volume's.")
 @json_option
+@state_dir_option
 @handle_errors
 def snapshot_list(volume_name: str | None, as_json: bool) -> None:
     """Snapshots, oldest first."""
@@ -300,6 +317,7 @@ def snapshot_list(volume_name: str | None, as_json: bool) -> None:
 @click.argument("snap")
 @click.option("--to", "to", default=None, metavar="VOLUME", help="Into a new volume instead.")
 @json_option
+@state_dir_option
 @handle_errors
 def snapshot_restore(snap: str, to: str | None, as_json: bool) -> None:
     """Restore SNAPSHOT in place (its volume must be detached) or --to a new volume."""
@@ -317,6 +335,7 @@ def snapshot_restore(snap: str, to: str | None, as_json: bool) -> None:
 @snapshot.command("delete")
 @click.argument("snap")
 @json_option
+@state_dir_option
 @handle_errors
 def snapshot_delete(snap: str, as_json: bool) -> None:
     """Delete a snapshot (chunks no other snapshot uses are freed)."""
@@ -346,6 +365,7 @@ def schedule() -> None:
     help="Snapshots of this schedule to keep.",
 )
 @json_option
+@state_dir_option
 @handle_errors
 def schedule_create(
     volume_name: str, every: float | None, daily: str | None, keep: int, as_json: bool
@@ -368,6 +388,7 @@ def schedule_create(
 
 @schedule.command("list")
 @json_option
+@state_dir_option
 @handle_errors
 def schedule_list(as_json: bool) -> None:
     """Schedules and when they run next."""
@@ -388,6 +409,7 @@ def schedule_list(as_json: bool) -> None:
 @schedule.command("delete")
 @click.argument("sched", metavar="SCHEDULE")
 @json_option
+@state_dir_option
 @handle_errors
 def schedule_delete(sched: str, as_json: bool) -> None:
     """Delete a schedule (its snapshots stay)."""
@@ -433,6 +455,7 @@ def _backup_line(b: dict[str, Any]) -> str:
     " default: the S3 region, us-east-1].",
 )
 @json_option
+@state_dir_option
 @handle_errors
 def cloudsnap_backup(
     volume_name: str, cloud_dir: str | None, wait: bool, region: str | None, as_json: bool
@@ -473,6 +496,7 @@ def cloudsnap_backup(
 @click.option("--volume", "volume_name", default=None, help="Only this volume's.")
 @_cloud_dir_option
 @json_option
+@state_dir_option
 @handle_errors
 def cloudsnap_list(volume_name: str | None, cloud_dir: str | None, as_json: bool) -> None:
     """Backups in the cloud (from this cluster or any earlier one), oldest first."""
@@ -494,6 +518,7 @@ def cloudsnap_list(volume_name: str | None, cloud_dir: str | None, as_json: bool
 @click.argument("backup_id", metavar="ID")
 @_cloud_dir_option
 @json_option
+@state_dir_option
 @handle_errors
 def cloudsnap_status(backup_id: str, cloud_dir: str | None, as_json: bool) -> None:
     """One backup: status, progress, sizes."""
@@ -509,6 +534,7 @@ def cloudsnap_status(backup_id: str, cloud_dir: str | None, as_json: bool) -> No
 @click.option("--to", "to", required=True, metavar="VOLUME", help="The new volume.")
 @_cloud_dir_option
 @json_option
+@state_dir_option
 @handle_errors
 def cloudsnap_restore(backup_id: str, to: str, cloud_dir: str | None, as_json: bool) -> None:
     """Restore a backup into a new volume; returns when it is complete and attachable."""
@@ -539,6 +565,7 @@ def policy() -> None:
 
 @policy.command("check")
 @json_option
+@state_dir_option
 @handle_errors
 def policy_check(as_json: bool) -> None:
     """List existing violations of the policy (exit 1 if there is any)."""
@@ -561,6 +588,7 @@ def policy_check(as_json: bool) -> None:
 
 @policy.command("show")
 @json_option
+@state_dir_option
 @handle_errors
 def policy_show(as_json: bool) -> None:
     """The policy in force and where its file is."""

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +64,8 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
         durable: also fsync, so the content survives a power loss, not only a process
             crash (a node crash kills processes; the page cache survives it).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Unique per process and thread: two writers must never share a temporary file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         if durable:

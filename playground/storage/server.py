@@ -356,7 +356,7 @@ class StorageNode:
             )
             lost = [
                 v["name"]
-                for v in self.reg.volumes.values()
+                for v in list(self.reg.volumes.values())
                 if any(r["node"] == pool.node for r in v["replicas"])
             ]
             if lost:
@@ -365,12 +365,19 @@ class StorageNode:
         self.recover_restores(pool.path)
         keep = {
             v["id"]
-            for v in self.reg.volumes.values()
+            for v in list(self.reg.volumes.values())
             if any(r["node"] == pool.node for r in v["replicas"])
         }
         for d in pool.path.iterdir():
-            if d.name.startswith("vol-") and d.name not in keep:
-                shutil.rmtree(d, ignore_errors=True)  # a deleted volume or a dropped replica
+            # A deleted volume or a dropped replica; the registry is asked again at the last
+            # moment, so a volume created meanwhile (in the event loop) is never touched.
+            vol = self.reg.volumes.get(d.name)
+            if (
+                d.name.startswith("vol-")
+                and d.name not in keep
+                and (vol is None or all(r["node"] != pool.node for r in vol["replicas"]))
+            ):
+                shutil.rmtree(d, ignore_errors=True)
 
     @staticmethod
     def recover_restores(path: Path) -> None:
@@ -402,7 +409,8 @@ class StorageNode:
             if self._dirty and time.time() - last_save > 1.0:
                 self._dirty = False
                 last_save = time.time()
-                await asyncio.to_thread(self.reg.save, False)
+                # In the event loop, like every other save: one writer, in order.
+                self.reg.save(False)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.ctx.stop.wait(), REPL_INTERVAL)
 
