@@ -74,11 +74,17 @@ def place(
         domains = sorted({"/".join(str(x) for x in _domain(p, rack_aware)) for p in online})
         need = repl + len(used)
         if len({_domain(p, rack_aware) for p in online} | taken) < need:
-            used_domains = sorted({"/".join(str(x) for x in d) for d in taken})
+            used_domains = sorted(
+                {
+                    "/".join(str(x) for x in _domain(by_node[n], rack_aware))
+                    for n in used
+                    if n in by_node
+                }
+            )
             in_use = f" (in use by the volume: {', '.join(used_domains)})" if used_domains else ""
             raise PlacementError(
                 f"replication factor {need} needs {need} {what} with an online storage pool; "
-                f"{'other ' if used_domains else ''}{what} available: "
+                f"{'other ' + what + ' ' if used_domains else ''}available: "
                 f"{', '.join(domains) or 'none'}{in_use}",
                 hint="lower the replication factor, or bring a node of another "
                 f"{what[:-1]} back (`playground heal`)",

@@ -465,6 +465,32 @@ class StorageNode:
         return out
 
     # ---- volume lifecycle --------------------------------------------------------------
+    async def restore_replicas(
+        self, vol: dict[str, Any], store: ChunkStore, manifest: dict[str, Any]
+    ) -> None:
+        """Restore a snapshot into every online replica side by side (each built aside and
+        renamed into place); offline ones catch up by replication when they return."""
+        targets = [r["node"] for r in vol["replicas"] if self.replica_ok(vol, r)]
+        if not targets:
+            raise StorageError(409, f"volume {vol['name']} has no online replica")
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(
+                    snapshots.restore, store, manifest, self.replica_dir(n, vol["id"])
+                )
+                for n in targets
+            )
+        )
+        self.known.pop(vol["id"], None)
+        now = time.time()
+        for r in vol["replicas"]:
+            if r["node"] in targets:
+                r["synced_through"] = now
+                self.lag.setdefault(vol["id"], {})[r["node"]] = {
+                    "synced_through": now,
+                    "pending": 0,
+                }
+
     def forget_volume(self, vol: dict[str, Any]) -> None:
         self.reg.volumes.pop(vol["id"], None)
         self.save()
@@ -1143,12 +1169,7 @@ class StorageNode:
                 raise StorageError(409, f"volume {vol['name']} has no online replica")
             t0 = time.monotonic()
             try:
-                await asyncio.to_thread(
-                    snapshots.restore,
-                    self.store_of(snap),
-                    self.manifest_of(snap),
-                    self.replica_dir(dst, vol["id"]),
-                )
+                await self.restore_replicas(vol, self.store_of(snap), self.manifest_of(snap))
             except (OSError, ChunkError) as exc:
                 if created:
                     self.forget_volume(vol)
@@ -1190,14 +1211,8 @@ class StorageNode:
                 restoring=True,
             )
             async with self.lock(clone["id"]):
-                dst = str(clone["primary"])
                 try:
-                    await asyncio.to_thread(
-                        snapshots.restore,
-                        self.store_of(snap),
-                        self.manifest_of(snap),
-                        self.replica_dir(dst, clone["id"]),
-                    )
+                    await self.restore_replicas(clone, self.store_of(snap), self.manifest_of(snap))
                 except (OSError, ChunkError) as exc:
                     self.forget_volume(clone)
                     raise StorageError(409, f"clone of {vol['name']} failed: {exc}") from None
@@ -1402,12 +1417,7 @@ class StorageNode:
             async with self.lock(vol["id"]):
                 store = self.sealed if vol["secure"] else self.store
                 manifest = await asyncio.to_thread(target.restore, bid, store)
-                await asyncio.to_thread(
-                    snapshots.restore,
-                    store,
-                    manifest,
-                    self.replica_dir(str(vol["primary"]), vol["id"]),
-                )
+                await self.restore_replicas(vol, store, manifest)
                 await self.replicate(vol, durable=True)
                 vol.pop("state", None)
                 self.save()
