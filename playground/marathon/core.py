@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from playground.cluster.timescale import TimeScale
-from playground.marathon import appdef, external, matching, plan, resident
+from playground.marathon import appdef, external, matching, plan, resident, validation
 from playground.marathon.appdef import timestamp
 from playground.marathon.driver import Driver
 from playground.marathon.store import Store
@@ -438,6 +438,8 @@ class Marathon:
         ``target`` maps every app id that should exist afterwards to its new definition
         (normal form, without version); apps left out are removed.
         """
+        # Root-group rules (Marathon validates the whole new root group).
+        validation.raise_if_invalid(external.root_conflicts(target))
         original = copy.deepcopy(self.apps)
         version = self.clock.next()
         new_apps: dict[str, dict[str, Any]] = {}

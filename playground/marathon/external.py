@@ -200,3 +200,25 @@ def new_session() -> aiohttp.ClientSession:
     from playground.cluster import network
 
     return aiohttp.ClientSession(trace_configs=network.trace_configs())
+
+
+def root_conflicts(apps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Marathon's root-group rule: a DVDI volume name (not ``shared``) belongs to one app."""
+    owners: dict[str, list[str]] = {}
+    for aid, app in apps.items():
+        for v in external_volumes(app):
+            ext = v["external"]
+            if ext.get("provider") != "dvdi" or str(ext.get("shared", "")).lower() == "true":
+                continue
+            owners.setdefault(str(ext.get("name")), []).append(aid)
+    errors: list[str] = []
+    for aid in sorted(apps):
+        for v in external_volumes(apps[aid]):
+            name = str(v["external"].get("name"))
+            others = [o for o in owners.get(name, []) if o != aid]
+            if others and v["external"].get("provider") == "dvdi":
+                errors.append(
+                    f"Volume name '{name}' in {aid} conflicts with volume(s) of same name in "
+                    f"app(s): {', '.join(others)}"
+                )
+    return [{"path": "/", "errors": errors}] if errors else []

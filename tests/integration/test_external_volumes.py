@@ -201,8 +201,23 @@ def test_one_task_per_volume(
     r = marathon.put("/v2/apps/owner", {"instances": 2})
     assert r.status_code == 422 and "Number of instances is limited to 1" in r.text
 
-    # A second app on the same volume: its task cannot attach while the first runs.
-    marathon.create(kv_app("/intruder", "sharedvol"))
+    # A second app naming the same volume: refused by Marathon's root-group rule...
+    r = marathon.post("/v2/apps", kv_app("/intruder", "sharedvol"))
+    assert r.status_code == 422, r.text
+    assert r.json()["details"] == [
+        {
+            "path": "/",
+            "errors": [
+                "Volume name 'sharedvol' in /intruder conflicts with volume(s) of same name "
+                "in app(s): /owner",
+                "Volume name 'sharedvol' in /owner conflicts with volume(s) of same name "
+                "in app(s): /intruder",
+            ],
+        }
+    ]
+    # Portworx's inline form names the same volume in words Marathon does not compare: the
+    # app is accepted, and the storage node refuses the attach while the first task runs.
+    marathon.create(kv_app("/intruder", "name=sharedvol,repl=2"))
 
     def failure() -> dict[str, Any] | None:
         app = marathon.app("/intruder", embed=["apps.lastTaskFailure"])
