@@ -468,28 +468,18 @@ class StorageNode:
     async def restore_replicas(
         self, vol: dict[str, Any], store: ChunkStore, manifest: dict[str, Any]
     ) -> None:
-        """Restore a snapshot into every online replica side by side (each built aside and
-        renamed into place); offline ones catch up by replication when they return."""
-        targets = [r["node"] for r in vol["replicas"] if self.replica_ok(vol, r)]
-        if not targets:
+        """Restore a snapshot into the volume's working copy (built aside, renamed into
+        place, durable), then bring every online replica level with a durable pass: files
+        keep the snapshot's modification times, so only what differs is copied."""
+        src = self.source(vol)
+        if src is None:
             raise StorageError(409, f"volume {vol['name']} has no online replica")
-        await asyncio.gather(
-            *(
-                asyncio.to_thread(
-                    snapshots.restore, store, manifest, self.replica_dir(n, vol["id"])
-                )
-                for n in targets
-            )
+        await asyncio.to_thread(
+            snapshots.restore, store, manifest, self.replica_dir(src, vol["id"])
         )
+        vol["primary"] = src
         self.known.pop(vol["id"], None)
-        now = time.time()
-        for r in vol["replicas"]:
-            if r["node"] in targets:
-                r["synced_through"] = now
-                self.lag.setdefault(vol["id"], {})[r["node"]] = {
-                    "synced_through": now,
-                    "pending": 0,
-                }
+        await self.replicate(vol, durable=True)
 
     def forget_volume(self, vol: dict[str, Any]) -> None:
         self.reg.volumes.pop(vol["id"], None)
@@ -1179,9 +1169,6 @@ class StorageNode:
                     hint="`playground volume verify` checks the snapshot's chunks",
                 ) from None
             vol.pop("state", None)
-            vol["primary"] = dst
-            self.known.pop(vol["id"], None)
-            await self.replicate(vol, durable=True)
             self.save()
         self.event("storage.snapshot.restored", snapshot=snap["id"], volume=vol["name"])
         return json_response(
@@ -1218,7 +1205,6 @@ class StorageNode:
                     raise StorageError(409, f"clone of {vol['name']} failed: {exc}") from None
                 clone.pop("state", None)
                 self.save()
-                await self.replicate(clone, durable=True)
         finally:
             # The clone's snapshot served its purpose.
             self.reg.delete_snapshot(snap["id"])
@@ -1418,7 +1404,6 @@ class StorageNode:
                 store = self.sealed if vol["secure"] else self.store
                 manifest = await asyncio.to_thread(target.restore, bid, store)
                 await self.restore_replicas(vol, store, manifest)
-                await self.replicate(vol, durable=True)
                 vol.pop("state", None)
                 self.save()
         except (CloudSnapError, OSError, ChunkError) as exc:
