@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,14 @@ def run_json(*args: str, state: Path) -> Any:
     return json.loads(run(*args, "--json", state=state).stdout)
 
 
+def wait_pools(state: Path, timeout: float = 30.0) -> None:
+    """Until the storage node has probed every agent's pool online (it starts offline)."""
+    deadline = time.monotonic() + timeout
+    while not all(p["online"] for p in run_json("volume", "pools", state=state)):
+        assert time.monotonic() < deadline, "the storage pools did not come online"
+        time.sleep(0.3)
+
+
 def test_cloud_backup_survives_destroy_and_restores_into_a_new_cluster(tmp_path: Path) -> None:
     cloud = ["--cloud-dir", str(tmp_path / "cloud")]
     old, new = tmp_path / "old" / "state", tmp_path / "new" / "state"
@@ -83,6 +92,7 @@ def test_cloud_backup_survives_destroy_and_restores_into_a_new_cluster(tmp_path:
         run("cloud", "up", *cloud)
         # ---- the old cluster: data, backup, key --------------------------------------
         run("up", "--time-scale", "50", state=old)
+        wait_pools(old)
         run("app", "add", str(app_file), "--wait", "--timeout", "90", state=old)
         loaded = run_json(
             "data", "load", "--app", APP_ID, "--records", "200", "--seed", "7", state=old
@@ -111,6 +121,7 @@ def test_cloud_backup_survives_destroy_and_restores_into_a_new_cluster(tmp_path:
 
         # ---- a new cluster in a new state directory -----------------------------------
         run("up", "--time-scale", "50", state=new)
+        wait_pools(new)
         found = {b["id"]: b for b in run_json("cloudsnap", "list", *cloud, state=new)}
         assert found[bid]["status"] == "done" and found[bid]["volume"] == VOLUME
 

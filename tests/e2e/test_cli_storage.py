@@ -138,6 +138,10 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = base / "state"
     run(root, "up", "--time-scale", "60")
     try:
+        eventually(
+            lambda: all(p["online"] for p in pg_json(root, "volume", "pools")),
+            what="every storage pool online",
+        )
         app = base / "kv.json"
         app.write_text(json.dumps(KV_APP))
         run(root, "app", "add", str(app), "--wait", "--timeout", "90")
