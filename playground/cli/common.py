@@ -22,7 +22,14 @@ def _remember_state_dir(
 ) -> str | None:
     if value is not None:
         root = ctx.find_root()
-        root.meta["playground.state_dir"] = value
+        from_env = ctx.get_parameter_source(_param.name or "") in (
+            click.core.ParameterSource.ENVIRONMENT,
+            click.core.ParameterSource.DEFAULT,
+        )
+        # An explicit --state-dir wins over the environment, wherever it was given.
+        if not (from_env and root.meta.get("playground.state_dir.explicit")):
+            root.meta["playground.state_dir"] = value
+            root.meta["playground.state_dir.explicit"] = not from_env
     return value
 
 

@@ -44,6 +44,13 @@ def storage_client() -> StorageClient:
     return StorageClient(cluster.address(rec, name).url, who=f"{_login()}@cli")
 
 
+def _q(segment: str) -> str:
+    """A user's string as one URL path segment (never `..` or `/` into the API's paths)."""
+    from playground.client.storage import _seg
+
+    return _seg(segment)
+
+
 def _login() -> str:
     from playground.storage.audit import current_user
 
@@ -468,12 +475,12 @@ def cloudsnap_backup(
     if region:
         body["region"] = region
     with storage_client() as c:
-        started = c.call("POST", f"/v1/volumes/{volume_name}/cloudsnaps", body)
+        started = c.call("POST", f"/v1/volumes/{_q(volume_name)}/cloudsnaps", body)
         rec: dict[str, Any] = started
         last = ""
         while wait and rec.get("status") == "running":
             time.sleep(0.3)
-            rec = c.call("GET", f"/v1/cloudsnaps/{started['id']}", params={"cloud_dir": cdir})
+            rec = c.call("GET", f"/v1/cloudsnaps/{_q(started['id'])}", params={"cloud_dir": cdir})
             line = f"backup {started['id']}: {rec.get('progress', 0) * 100:.0f}%"
             if line != last and not as_json:
                 click.echo(line, err=True)
@@ -524,7 +531,7 @@ def cloudsnap_status(backup_id: str, cloud_dir: str | None, as_json: bool) -> No
     """One backup: status, progress, sizes."""
     with storage_client() as c:
         rec = c.call(
-            "GET", f"/v1/cloudsnaps/{backup_id}", params={"cloud_dir": _cloud_dir(cloud_dir)}
+            "GET", f"/v1/cloudsnaps/{_q(backup_id)}", params={"cloud_dir": _cloud_dir(cloud_dir)}
         )
     emit_json(rec) if as_json else click.echo(_backup_line(rec))
 
@@ -541,7 +548,7 @@ def cloudsnap_restore(backup_id: str, to: str, cloud_dir: str | None, as_json: b
     with storage_client() as c:
         out = c.call(
             "POST",
-            f"/v1/cloudsnaps/{backup_id}/restore",
+            f"/v1/cloudsnaps/{_q(backup_id)}/restore",
             {"to": to, "cloud_dir": _cloud_dir(cloud_dir)},
         )
     if as_json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -17,6 +18,12 @@ class StorageClientError(PlaygroundError):
     def __init__(self, message: str, hint: str | None = None, status: int | None = None) -> None:
         super().__init__(message, hint)
         self.status = status
+
+
+def _seg(value: str) -> str:
+    """A caller's string as exactly one URL path segment (no `/`, and `.`/`..` escaped)."""
+    out = quote(value, safe="")
+    return out.replace(".", "%2E") if out in (".", "..") else out
 
 
 def _user() -> str:
@@ -70,28 +77,28 @@ class StorageClient:
         return list(self.call("GET", "/v1/volumes"))
 
     def volume(self, ref: str) -> dict[str, Any]:
-        return dict(self.call("GET", f"/v1/volumes/{ref}"))
+        return dict(self.call("GET", f"/v1/volumes/{_seg(ref)}"))
 
     def create_volume(self, **spec: Any) -> dict[str, Any]:
         return dict(self.call("POST", "/v1/volumes", spec))
 
     def delete_volume(self, ref: str) -> dict[str, Any]:
-        return dict(self.call("DELETE", f"/v1/volumes/{ref}"))
+        return dict(self.call("DELETE", f"/v1/volumes/{_seg(ref)}"))
 
     def resize(self, ref: str, size: float) -> dict[str, Any]:
-        return dict(self.call("POST", f"/v1/volumes/{ref}/resize", {"size": size}))
+        return dict(self.call("POST", f"/v1/volumes/{_seg(ref)}/resize", {"size": size}))
 
     def ha_update(self, ref: str, repl: int) -> dict[str, Any]:
-        return dict(self.call("POST", f"/v1/volumes/{ref}/ha-update", {"repl": repl}))
+        return dict(self.call("POST", f"/v1/volumes/{_seg(ref)}/ha-update", {"repl": repl}))
 
     def sync(self, ref: str) -> dict[str, Any]:
-        return dict(self.call("POST", f"/v1/volumes/{ref}/sync"))
+        return dict(self.call("POST", f"/v1/volumes/{_seg(ref)}/sync"))
 
     def verify(self, ref: str) -> dict[str, Any]:
-        return dict(self.call("POST", f"/v1/volumes/{ref}/verify"))
+        return dict(self.call("POST", f"/v1/volumes/{_seg(ref)}/verify"))
 
     def clone(self, ref: str, name: str) -> dict[str, Any]:
-        return dict(self.call("POST", f"/v1/volumes/{ref}/clone", {"name": name}))
+        return dict(self.call("POST", f"/v1/volumes/{_seg(ref)}/clone", {"name": name}))
 
     def pools(self) -> list[dict[str, Any]]:
         return list(self.call("GET", "/v1/pools"))
@@ -104,16 +111,18 @@ class StorageClient:
 
     def create_snapshot(self, volume: str, name: str | None = None) -> dict[str, Any]:
         return dict(
-            self.call("POST", f"/v1/volumes/{volume}/snapshots", {"name": name} if name else {})
+            self.call(
+                "POST", f"/v1/volumes/{_seg(volume)}/snapshots", {"name": name} if name else {}
+            )
         )
 
     def restore(self, snapshot: str, to: str | None = None) -> dict[str, Any]:
         return dict(
-            self.call("POST", f"/v1/snapshots/{snapshot}/restore", {"to": to} if to else {})
+            self.call("POST", f"/v1/snapshots/{_seg(snapshot)}/restore", {"to": to} if to else {})
         )
 
     def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
-        return dict(self.call("DELETE", f"/v1/snapshots/{snapshot}"))
+        return dict(self.call("DELETE", f"/v1/snapshots/{_seg(snapshot)}"))
 
     # schedules
     def schedules(self) -> list[dict[str, Any]]:
@@ -123,7 +132,7 @@ class StorageClient:
         return dict(self.call("POST", "/v1/schedules", spec))
 
     def delete_schedule(self, sched: str) -> dict[str, Any]:
-        return dict(self.call("DELETE", f"/v1/schedules/{sched}"))
+        return dict(self.call("DELETE", f"/v1/schedules/{_seg(sched)}"))
 
     # cloud backups
     def backups(self, volume: str | None = None) -> list[dict[str, Any]]:
@@ -132,13 +141,13 @@ class StorageClient:
         )
 
     def backup(self, volume: str) -> dict[str, Any]:
-        return dict(self.call("POST", f"/v1/volumes/{volume}/cloudsnaps"))
+        return dict(self.call("POST", f"/v1/volumes/{_seg(volume)}/cloudsnaps"))
 
     def backup_status(self, backup_id: str) -> dict[str, Any]:
-        return dict(self.call("GET", f"/v1/cloudsnaps/{backup_id}"))
+        return dict(self.call("GET", f"/v1/cloudsnaps/{_seg(backup_id)}"))
 
     def backup_restore(self, backup_id: str, to: str) -> dict[str, Any]:
-        return dict(self.call("POST", f"/v1/cloudsnaps/{backup_id}/restore", {"to": to}))
+        return dict(self.call("POST", f"/v1/cloudsnaps/{_seg(backup_id)}/restore", {"to": to}))
 
     # policy
     def policy(self) -> dict[str, Any]:

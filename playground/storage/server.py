@@ -510,6 +510,7 @@ class StorageNode:
             else:
                 nodes = place_volume(repl, pools, size, rack_aware)
         except PlacementError as exc:
+            self.refuse_if_policy_narrowed(labels, name, repl, size, rack_aware, pools)
             raise StorageError(409, str(exc), exc.hint) from None
         self.enforce(labels, [self.replica_location(n) for n in nodes], "create", name)
         vol_id = new_id("vol")
@@ -581,6 +582,26 @@ class StorageNode:
             if not policy_mod.check_placement(pol, labels, [loc], volume):
                 out.append(p)
         return out
+
+    def refuse_if_policy_narrowed(
+        self,
+        labels: dict[str, str],
+        name: str,
+        repl: int,
+        size: float,
+        rack_aware: bool,
+        allowed: list[Pool],
+    ) -> None:
+        """When only the policy makes a placement impossible, say so, naming its rules."""
+        every = self.pool_list()
+        if len(allowed) == len(every):
+            return
+        try:
+            nodes = place_volume(repl, every, size, rack_aware)
+        except PlacementError:
+            return  # impossible anyway: the placement error says why
+        # Possible without the policy: refuse naming the rules that keep the pools out.
+        self.enforce(labels, [self.replica_location(n) for n in nodes], "create", name)
 
     def violations(self) -> list[dict[str, Any]]:
         out = []

@@ -52,7 +52,11 @@ class StorageError(PlaygroundError):
 
 def check_name(name: Any, what: str = "volume") -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
-        raise StorageError(400, f"invalid {what} name {name!r}: {NAME_RULE}")
+        raise StorageError(
+            400,
+            f"invalid {what} name {name!r}: {NAME_RULE}",
+            hint=f"e.g. `orders-db` or `customers.v2` (`playground {what} list` shows the names)",
+        )
     return name
 
 
@@ -60,10 +64,14 @@ def check_size(size: Any) -> float:
     try:
         value = float(size)
     except (TypeError, ValueError):
-        raise StorageError(400, f"invalid size {size!r}: a number of GB, e.g. 1 or 0.5") from None
+        raise StorageError(
+            400, f"invalid size {size!r}: a number of GB, e.g. 1 or 0.5", hint="--size 1"
+        ) from None
     if not MIN_SIZE_GB <= value <= MAX_SIZE_GB or value != value:
         raise StorageError(
-            400, f"invalid size {size!r}: from {MIN_SIZE_GB:g} to {MAX_SIZE_GB:g} GB"
+            400,
+            f"invalid size {size!r}: from {MIN_SIZE_GB:g} to {MAX_SIZE_GB:g} GB",
+            hint="sizes are in GB: --size 1 is 1 GB, --size 0.01 about 10 MB",
         )
     return value
 
@@ -74,7 +82,11 @@ def check_repl(repl: Any) -> int:
     except (TypeError, ValueError):
         value = 0
     if str(repl).strip() != str(value) or not 1 <= value <= MAX_REPLICATION:
-        raise StorageError(400, f"invalid replication factor {repl!r}: from 1 to {MAX_REPLICATION}")
+        raise StorageError(
+            400,
+            f"invalid replication factor {repl!r}: from 1 to {MAX_REPLICATION}",
+            hint="each replica lives in a distinct zone; --repl 2 survives the loss of one",
+        )
     return value
 
 

@@ -283,12 +283,6 @@ def test_bad_input_and_refusals_exit_1_and_change_nothing(state: Path) -> None:
     run(state, "snapshot", "delete", snap["id"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="playground/storage/volumes.py check_name/check_size/check_repl raise StorageError "
-    "without a hint, so the CLI prints no `hint:` line for an invalid name, size or "
-    "replication factor",
-)
 def test_invalid_values_come_with_a_hint(state: Path) -> None:
     """An invalid name, size or replication factor says what to do next (`hint:`)."""
     for args in (
@@ -299,12 +293,6 @@ def test_invalid_values_come_with_a_hint(state: Path) -> None:
         assert "\nhint: " in cp.stderr, (args, cp.stderr)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="playground/client/storage.py puts references into URL paths unquoted "
-    "(f'/v1/volumes/{ref}'); httpx resolves '..', so `volume delete ../snapshots/ID` "
-    "sends DELETE /v1/snapshots/ID and deletes a snapshot",
-)
 def test_a_reference_cannot_reach_another_object(state: Path) -> None:
     """`volume delete ../snapshots/ID` is an unknown volume, not a snapshot deletion."""
     run(state, "volume", "create", "ref-vol", "--size", "0.1")
@@ -338,13 +326,6 @@ def test_state_dir_after_the_arguments(state: Path) -> None:
         assert isinstance(json.loads(cp.stdout), list)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="playground/cli/common.py state_dir_option: a command's own --state-dir option "
-    "(is_eager, envvar PLAYGROUND_STATE_DIR) runs its callback with the variable's value and "
-    "overwrites the directory given to the main command, so `PLAYGROUND_STATE_DIR=A "
-    "playground --state-dir B cloudsnap key export` uses A",
-)
 def test_the_main_state_dir_option_wins_over_the_variable(tmp_path: Path) -> None:
     """An explicit `playground --state-dir B` beats PLAYGROUND_STATE_DIR=A (no cluster needed)."""
     given = tmp_path / "given"
@@ -446,13 +427,6 @@ def test_policy_check_names_the_rule_and_placement_obeys_it(
         run(state, "volume", "delete", name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="playground/storage/server.py create_volume: allowed_pools() drops the pools the "
-    "policy forbids before place_volume(), so a create the policy makes impossible fails "
-    "with the PlacementError 'replication factor 3 needs 3 zones with an online storage "
-    "pool; available: a, c' and the hint to `playground heal` -- the rule is not named",
-)
 def test_a_create_the_policy_forbids_is_refused_naming_the_rule(
     state: Path, pii_policy: dict[str, Any]
 ) -> None:
