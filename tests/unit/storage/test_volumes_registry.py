@@ -44,7 +44,8 @@ def test_valid_names(name: str) -> None:
 def test_invalid_names_say_what_a_name_is(name: Any) -> None:
     err = refused(check_name, name)
     assert str(err).startswith(f"invalid volume name {name!r}: a name is 1 to 63 characters")
-    assert err.body() == {"message": str(err)}
+    assert err.body() == {"message": str(err), "hint": err.hint}
+    assert err.hint and "playground volume list" in err.hint
 
 
 def test_snapshot_names_say_snapshot() -> None:
