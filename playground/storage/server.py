@@ -79,6 +79,9 @@ POOL_CAPACITY_GB = 256.0
 #: Usage above this fraction of a volume's size counts as nearly full.
 NEARLY_FULL = 0.9
 POOL_MARKER = ".pool.json"
+#: Wall seconds after the node starts during which a pool never seen online is not
+#: reported offline to the monitor (the agents start after the storage node).
+STARTUP_GRACE = 15.0
 
 
 class PoolState:
@@ -102,6 +105,7 @@ class PoolState:
         self.since = time.time()
         self.fails = 0
         self.probed = False
+        self.seen_online = False
 
     def view(self, provisioned: float, used: int, volumes: int) -> dict[str, Any]:
         return {
@@ -328,6 +332,7 @@ class StorageNode:
             if not pool.online:
                 await asyncio.to_thread(self.open_pool, pool)
                 pool.online = True
+                pool.seen_online = True
                 pool.since = time.time()
                 self.event("storage.pool.online", node=pool.node, pool_id=pool.pool_id)
                 log.info("pool on %s is online (%s)", pool.node, pool.pool_id)
@@ -1634,7 +1639,10 @@ class StorageNode:
             "# HELP playground_storage_pool_online 1 if the storage pool answers.",
             "# TYPE playground_storage_pool_online gauge",
         ]
+        starting = time.time() - self.started < STARTUP_GRACE
         for p in self.pools.values():
+            if starting and not p.seen_online:
+                continue  # the cluster is starting: its agents may not answer yet
             lines.append(f'playground_storage_pool_online{{node="{p.node}"}} {int(p.online)}')
         series: dict[str, list[str]] = {
             "playground_storage_volume_replicas": [],
