@@ -336,6 +336,13 @@ class StorageNode:
                 pool.since = time.time()
                 self.event("storage.pool.online", node=pool.node, pool_id=pool.pool_id)
                 log.info("pool on %s is online (%s)", pool.node, pool.pool_id)
+            elif not (pool.path / POOL_MARKER).exists():
+                # Rebuilt between two probes (crash, clean disk, start): a new pool.
+                old = pool.pool_id
+                await asyncio.to_thread(self.open_pool, pool)
+                pool.since = time.time()
+                self.event("storage.pool.online", node=pool.node, pool_id=pool.pool_id)
+                log.warning("pool on %s was replaced (%s -> %s)", pool.node, old, pool.pool_id)
         else:
             pool.fails += 1
             if pool.online and pool.fails >= 2:
