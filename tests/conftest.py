@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,18 +41,22 @@ def _cluster(
 ) -> Iterator[EmbeddedBackend]:
     state = tmp_path_factory.mktemp(f"cluster-{topology}") / "state"
     backend = EmbeddedBackend(state, topology=topology, time_scale=time_scale)
-    # Nodes started from inside the test runner get a fresh interpreter: forking the
-    # pytest process itself has hung a node at start-up (under investigation); the CLI
-    # tests cover the fork path, which forks from the small `playground` process.
-    old = os.environ.get("PLAYGROUND_SPAWN")
-    os.environ["PLAYGROUND_SPAWN"] = "exec"
-    try:
-        backend.up()
-    finally:
-        if old is None:
-            os.environ.pop("PLAYGROUND_SPAWN", None)
-        else:
-            os.environ["PLAYGROUND_SPAWN"] = old
+    # Started as a user starts it: `playground up` in its own small process, which forks
+    # the nodes (fast, shared pages). Forking the pytest process itself has hung a node at
+    # start-up (under investigation), and a fresh interpreter per node costs ~1.5 s a boot.
+    env = {**os.environ, "PLAYGROUND_SPAWN": "fork"}
+    cmd = [*playground_cmd(), "up", "--state-dir", str(state), "--topology", topology]
+    cp = subprocess.run(
+        [*cmd, "--time-scale", f"{time_scale:g}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if cp.returncode != 0:
+        backend.destroy()
+        raise RuntimeError(f"`playground up` failed ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}")
     try:
         yield backend
     finally:
