@@ -59,15 +59,26 @@ class EmbeddedBackend(Backend):
     def _check(self, node: str) -> None:
         self.cluster.topology().node(node)
 
+    def _machine(self, node: str) -> list[str]:
+        """``node`` and the nodes on its machine (the edge on its public agent)."""
+        return [node, *self.cluster.topology().host_companions(node)]
+
     def crash(self, node: str) -> None:
         self._check(node)
+        survivors: list[Any] = []
         with self.cluster.state.lock():
             rec = self.cluster.record()
-            tree = procs.tree(self.cluster.node_ref(rec, node), self.state_dir, node)
-            survivors = procs.kill(tree)
-            rec["nodes"][node].update({"pid": None, "desired": "running"})
+            for name in self._machine(node):
+                tree = procs.tree(self.cluster.node_ref(rec, name), self.state_dir, name)
+                survivors += procs.kill(tree)
+                rec["nodes"][name].update({"pid": None, "desired": "running"})
+                if name != node:
+                    self.cluster.state.record_event(
+                        "node.crashed", node=name, processes=len(tree), machine=node
+                    )
+                else:
+                    self.cluster.state.record_event("node.crashed", node=node, processes=len(tree))
             self.cluster.state.write(rec)
-        self.cluster.state.record_event("node.crashed", node=node, processes=len(tree))
         if survivors:
             raise BackendError(f"{len(survivors)} process(es) of {node} survived SIGKILL")
 
@@ -75,16 +86,19 @@ class EmbeddedBackend(Backend):
         self._check(node)
         with self.cluster.state.lock():
             rec = self.cluster.record()
-            tree = procs.tree(self.cluster.node_ref(rec, node), self.state_dir, node)
-            procs.terminate(tree, grace=2.0)
-            rec["nodes"][node].update({"pid": None, "desired": "stopped"})
+            for name in reversed(self._machine(node)):
+                tree = procs.tree(self.cluster.node_ref(rec, name), self.state_dir, name)
+                procs.terminate(tree, grace=2.0)
+                rec["nodes"][name].update({"pid": None, "desired": "stopped"})
             self.cluster.state.write(rec)
-        self.cluster.state.record_event("node.stopped", node=node)
+        for name in self._machine(node):
+            self.cluster.state.record_event("node.stopped", node=name)
 
     def start(self, node: str) -> None:
         self._check(node)
-        self.cluster.start_node(node)
-        self.cluster.state.record_event("node.started", node=node)
+        for name in self._machine(node):
+            self.cluster.start_node(name)
+            self.cluster.state.record_event("node.started", node=name)
 
     def schedule_reverts(self) -> None:
         """Make sure a reverter process reverts timed faults when they are due."""

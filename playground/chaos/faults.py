@@ -175,7 +175,9 @@ class Faults:
             data["next_id"] += 1
             data["faults"].append(fault.to_dict())
             if kind == "partition":
-                network.add_partition(self.state, fault.id, [target])
+                # A machine is cut off with everything on it (the edge on its public agent).
+                companions = self._topology_companions(target)
+                network.add_partition(self.state, fault.id, [target, *companions])
             self._save(data)
         self.state.record_event(
             "fault.started",
@@ -188,6 +190,15 @@ class Faults:
         if reverted:
             self.state.record_event("fault.reverted", fault=fault.id, how=kind, target=target)
         return fault
+
+    def _topology_companions(self, node: str) -> list[str]:
+        from playground.cluster import topology as topo_mod
+
+        try:
+            rec = self.state.read()
+            return topo_mod.parse(rec["topology"]).host_companions(node)
+        except Exception:  # no embedded cluster record (another backend): no companions
+            return []
 
     def _mark_reverted(self, ids: set[str]) -> list[Fault]:
         if not ids:

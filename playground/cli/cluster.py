@@ -46,14 +46,30 @@ def _endpoints_text(status: dict) -> str:
     show_default=True,
     help="Seconds to wait for the cluster to become healthy.",
 )
+@click.option(
+    "--edge-engine",
+    type=click.Choice(["proxy", "haproxy"]),
+    help="The edge's data plane: the kit's proxy, or real HAProxy (Debian's haproxy "
+    "package). Default: the topology's edge_engine, else proxy. Kept for later `up`s.",
+)
 @json_option
 @state_dir_option
 @handle_errors
-def up(topology: str | None, time_scale: float | None, timeout: float, as_json: bool) -> None:
+def up(
+    topology: str | None,
+    time_scale: float | None,
+    timeout: float,
+    edge_engine: str | None,
+    as_json: bool,
+) -> None:
     """Start the embedded cluster (or resume or repair it) and wait until it is healthy."""
     cluster = Cluster(state_dir())
     result = cluster.up(
-        topology, time_scale, progress=progress_printer(not as_json), timeout=timeout
+        topology,
+        time_scale,
+        progress=progress_printer(not as_json),
+        timeout=timeout,
+        edge_engine=edge_engine,
     )
     status = cluster.status()
     if as_json:

@@ -9,6 +9,7 @@ from playground.cli import app as app_cmds
 from playground.cli import chaos as chaos_cmds
 from playground.cli import cloud as cloud_cmds
 from playground.cli import cluster as cluster_cmds
+from playground.cli import edge as edge_cmds
 from playground.cli import faults as fault_cmds
 from playground.cli import maintenance as maintenance_cmds
 from playground.cli import monitor as monitor_cmds
@@ -59,6 +60,7 @@ for cmd in (
     data,
     cloud_cmds.cloud,
     cloud_cmds.cloudsnap,
+    *edge_cmds.COMMANDS,
 ):
     main.add_command(cmd)
 for verb in storage_cmds.CLOUDSNAP_COMMANDS:

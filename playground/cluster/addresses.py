@@ -30,6 +30,7 @@ WELL_KNOWN = {
     "marathon": 8080,
     "monitor": 9090,  # Prometheus's default port
     "storage": 9001,  # Portworx's REST API port
+    "edge": 9090,  # marathon-lb's stats and admin port (on the public agent's address)
 }
 #: Host offset of each role inside a block.
 ROLE_BASE = {
@@ -41,6 +42,8 @@ ROLE_BASE = {
     "agent": 20,
     "public-agent": 60,
 }
+#: marathon-lb's HTTP and HTTPS listeners; without the right to bind them, these instead.
+EDGE_HTTP_PORTS = ((80, 443), (8080, 8443))
 TASK_PORTS = (31000, 32000)
 
 
@@ -53,6 +56,11 @@ class NodeAddress:
     host: str
     port: int
     task_ports: tuple[int, int] | None = None
+    #: Extra listeners of the node (the edge's ``http`` and ``https`` ports).
+    extra: tuple[tuple[str, int], ...] = ()
+
+    def port_of(self, name: str) -> int | None:
+        return dict(self.extra).get(name)
 
     @property
     def hostport(self) -> str:
@@ -101,9 +109,14 @@ def plan(topology: Topology, mode: str, block: int) -> dict[str, NodeAddress]:
     out: dict[str, NodeAddress] = {}
     if mode == "per-ip":
         for spec in topology.nodes:
-            host = f"{PREFIX}.{block}.{ROLE_BASE[spec.role] + node_index(spec) - 1}"
+            role = "public-agent" if spec.role == "edge" else spec.role
+            host = f"{PREFIX}.{block}.{ROLE_BASE[role] + node_index(spec) - 1}"
+            extra: tuple[tuple[str, int], ...] = ()
+            if spec.role == "edge":
+                http, https = EDGE_HTTP_PORTS[0 if low_ports_allowed() else 1]
+                extra = (("http", http), ("https", https))
             out[spec.name] = NodeAddress(
-                host, WELL_KNOWN[spec.role], TASK_PORTS if spec.is_agent else None
+                host, WELL_KNOWN[spec.role], TASK_PORTS if spec.is_agent else None, extra
             )
         return out
     # shared-ip: 127.0.0.1, API ports 20000 + 100*block + n, task ports in slices of 100.
@@ -115,8 +128,25 @@ def plan(topology: Topology, mode: str, block: int) -> dict[str, NodeAddress]:
             j = agents.index(spec)
             lo = 31000 + 1000 * (block % 30) + 100 * j
             task_ports = (lo, lo + 99)
-        out[spec.name] = NodeAddress("127.0.0.1", port, task_ports)
+        extra = ()
+        if spec.role == "edge":
+            extra = (("http", port + 50), ("https", port + 60))
+        out[spec.name] = NodeAddress("127.0.0.1", port, task_ports, extra)
     return out
+
+
+def low_ports_allowed() -> bool:
+    """True when this user may bind ports below 1024 (root, or a lowered
+    ``net.ipv4.ip_unprivileged_port_start``, as in many containers)."""
+    import os
+
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as fh:
+            return int(fh.read().strip()) <= 80
+    except (OSError, ValueError):
+        return False
 
 
 def choose(topology: Topology, seed: str) -> tuple[str, int, dict[str, NodeAddress]]:
@@ -131,12 +161,24 @@ def choose(topology: Topology, seed: str) -> tuple[str, int, dict[str, NodeAddre
     for k in range(BLOCKS):
         block = (start + k) % BLOCKS + 1
         addrs = plan(topology, mode, block)
-        if all(port_free(a.host, a.port) for a in addrs.values()):
+        if all(
+            port_free(a.host, p) for a in addrs.values() for p in (a.port, *dict(a.extra).values())
+        ):
             return mode, block, addrs
     raise AddressError(
         "every address block is in use by other clusters on this host",
         hint="stop a cluster you no longer need (`playground down --state-dir ...`)",
     )
+
+
+EXTRA_KEYS = ("http", "https")
+
+
+def from_json(a: dict[str, Any]) -> NodeAddress:
+    """One node's address as ``cluster.json`` records it."""
+    tp = a.get("task_ports")
+    extra = tuple((k, int(a[k])) for k in EXTRA_KEYS if k in a)
+    return NodeAddress(a["host"], int(a["port"]), tuple(tp) if tp else None, extra)
 
 
 def to_json(addrs: dict[str, NodeAddress]) -> dict[str, Any]:
@@ -145,6 +187,7 @@ def to_json(addrs: dict[str, NodeAddress]) -> dict[str, Any]:
             "host": a.host,
             "port": a.port,
             **({"task_ports": list(a.task_ports)} if a.task_ports else {}),
+            **{k: v for k, v in a.extra},
         }
         for n, a in addrs.items()
     }

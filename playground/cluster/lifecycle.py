@@ -33,6 +33,7 @@ START_ORDER = (
     "agent",
     "public-agent",
     "marathon",
+    "edge",
     "monitor",
 )
 
@@ -82,8 +83,7 @@ class Cluster:
 
     def address(self, rec: dict[str, Any], name: str) -> addr_mod.NodeAddress:
         a = rec["addresses"][name]
-        tp = a.get("task_ports")
-        return addr_mod.NodeAddress(a["host"], int(a["port"]), tuple(tp) if tp else None)
+        return addr_mod.from_json(a)
 
     # ---- up -------------------------------------------------------------------------
     def create(self, topology: str, time_scale: float) -> dict[str, Any]:
@@ -117,6 +117,7 @@ class Cluster:
         time_scale: float | None = None,
         progress: Progress = _quiet,
         timeout: float = UP_TIMEOUT,
+        edge_engine: str | None = None,
     ) -> UpResult:
         """Start (or resume, or repair) the cluster and wait until it is healthy."""
         t0 = time.monotonic()
@@ -143,6 +144,27 @@ class Cluster:
                 if time_scale is not None and float(time_scale) != float(rec["time_scale"]):
                     rec["time_scale"] = float(time_scale)
                     progress(f"time scale set to {time_scale:g}")
+            if edge_engine is not None and edge_engine != rec.get("edge_engine"):
+                if edge_engine == "haproxy" and shutil.which("haproxy") is None:
+                    raise ClusterError(
+                        "--edge-engine haproxy needs HAProxy, which is not installed",
+                        hint="install Debian's package (`apt install haproxy`), or use the "
+                        "kit's proxy (the default)",
+                    )
+                rec["edge_engine"] = edge_engine
+                self.state.write(rec)
+                edge_alive = [
+                    n.name
+                    for n in topo_mod.parse(rec["topology"]).by_role("edge")
+                    if self.node_alive(rec, n.name)
+                ]
+                if edge_alive:
+                    progress(
+                        "edge engine set to " + edge_engine + "; restart the edge "
+                        "(`playground rebuild edge-1 --keep-disk`) to switch"
+                    )
+                else:
+                    progress(f"edge engine: {edge_engine}")
             topo = topo_mod.parse(rec["topology"], source=str(self.state.cluster_file))
             missing = [n for n in topo.nodes if not self.node_alive(rec, n.name)]
             if not missing:
@@ -441,6 +463,11 @@ class Cluster:
             info["endpoints"]["monitor"] = self.address(rec, m.name).url
         for m in topo.by_role("storage"):
             info["endpoints"]["storage"] = self.address(rec, m.name).url
+        for m in topo.by_role("edge")[:1]:
+            edge = self.address(rec, m.name)
+            info["endpoints"]["edge"] = edge.host
+            info["endpoints"]["edge_http"] = f"http://{edge.host}:{edge.port_of('http')}"
+            info["endpoints"]["edge_stats"] = edge.url
         partitioned = {
             n for p in network.read_table(self.state)["partitions"] for n in p.get("nodes", [])
         }

@@ -119,9 +119,14 @@ class Network:
             if tp:
                 self._task_ranges.append((str(a["host"]), int(tp[0]), int(tp[1]), name))
         # Per-IP mode: every port of a node's own address is that node's (its tasks').
+        # The edge shares the public agent's address: that address's other ports are the
+        # agent's (its tasks').
         for host, names in hosts.items():
+            agents = [n for n in names if addresses[n].get("task_ports")]
             if len(names) == 1:
                 self._by_host[host] = names[0]
+            elif len(agents) == 1 and all(n.startswith("edge-") for n in names if n not in agents):
+                self._by_host[host] = agents[0]
         self._mtime: int | None = None
         self._checked = 0.0
         self._groups: list[frozenset[str]] = []

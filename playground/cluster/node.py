@@ -17,7 +17,7 @@ from typing import Any
 
 from playground.cluster import network
 from playground.cluster import topology as topology_mod
-from playground.cluster.addresses import NodeAddress
+from playground.cluster.addresses import NodeAddress, from_json
 from playground.cluster.procs import title
 from playground.cluster.statedir import StateDir, set_event_source
 from playground.cluster.timescale import TimeScale
@@ -50,8 +50,7 @@ class NodeContext:
 
     def address_of(self, name: str) -> NodeAddress:
         a = self.cluster["addresses"][name]
-        tp = a.get("task_ports")
-        return NodeAddress(a["host"], int(a["port"]), tuple(tp) if tp else None)
+        return from_json(a)
 
     @property
     def coordinator_url(self) -> str:
@@ -66,9 +65,7 @@ def load_context(state_dir: Path, name: str) -> NodeContext:
     cluster = state.read()
     topo = topology_mod.parse(cluster["topology"], source=str(state.cluster_file))
     spec = topo.node(name)
-    a = cluster["addresses"][name]
-    tp = a.get("task_ports")
-    addr = NodeAddress(a["host"], int(a["port"]), tuple(tp) if tp else None)
+    addr = from_json(cluster["addresses"][name])
     ts = TimeScale(
         float(cluster["time_scale"]),
         float(cluster.get("clock_epoch", 0.0)),
@@ -80,6 +77,7 @@ def load_context(state_dir: Path, name: str) -> NodeContext:
 def preload() -> None:
     """Import what the node roles need, so forked nodes share the loaded code."""
     import playground.coordinator.server
+    import playground.edge.server
     import playground.marathon.server
     import playground.mesos.agent
     import playground.mesos.master
@@ -104,6 +102,8 @@ async def _serve(ctx: NodeContext) -> int:
         from playground.monitor.server import serve
     elif role == "storage":
         from playground.storage.server import serve
+    elif role == "edge":
+        from playground.edge.server import serve
     else:
         log.error("no implementation for role %s", role)
         return 2

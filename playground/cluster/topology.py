@@ -23,7 +23,16 @@ from playground.mesos.resources import (
 )
 
 SCHEMA_VERSION = 1
-ROLES = ("coordinator", "master", "agent", "public-agent", "marathon", "monitor", "storage")
+ROLES = (
+    "coordinator",
+    "master",
+    "agent",
+    "public-agent",
+    "marathon",
+    "monitor",
+    "storage",
+    "edge",
+)
 _NAME = re.compile(
     r"^(coordinator|master|agent|public-agent|marathon|monitor|storage|edge)-[1-9][0-9]*$"
 )
@@ -97,6 +106,14 @@ class Topology:
     @property
     def agents(self) -> list[NodeSpec]:
         return self.by_role("agent", "public-agent")
+
+    def host_companions(self, name: str) -> list[str]:
+        """Nodes that share ``name``'s machine and go down with it: ``edge-N`` runs on
+        ``public-agent-N`` (marathon-lb on the public agent, as in DC/OS)."""
+        role, _, index = name.rpartition("-")
+        if role == "public-agent":
+            return [n.name for n in self.nodes if n.name == f"edge-{index}"]
+        return []
 
 
 def shipped() -> dict[str, Path]:
@@ -197,6 +214,13 @@ def parse(data: Any, source: str = "<topology>") -> Topology:
         raise fail("a topology has at most one monitor node")
     if counts["storage"] > 1:
         raise fail("a topology has at most one storage node")
+    publics = {n.name for n in nodes if n.role == "public-agent"}
+    for n in nodes:
+        if n.role == "edge" and "public-agent-" + n.name.rsplit("-", 1)[1] not in publics:
+            raise fail(
+                f"{n.name} runs on the public agent of the same number, "
+                f"but there is no public-agent-{n.name.rsplit('-', 1)[1]}"
+            )
     quorum = int(data.get("quorum", counts["master"] // 2 + 1))
     if not 1 <= quorum <= counts["master"]:
         raise fail(f"quorum must be between 1 and the number of masters ({counts['master']})")

@@ -38,7 +38,7 @@ from playground.edge.model import STICKY_COOKIE, EdgeConfig, Server, Service
 log = logging.getLogger("playground.edge.proxy")
 
 #: Seconds a server that refused a connection gets no new ones (passive health).
-PASSIVE_DOWN = 2.0
+PASSIVE_DOWN = 1.0
 #: Wall seconds to connect to a server before trying another (I/O: not scaled).
 CONNECT_TIMEOUT = 1.0
 #: Attempts per connection (HAProxy's ``retries 3`` plus the first try).
@@ -62,14 +62,70 @@ BAD_REQUEST = (
 )
 
 #: HAProxy's CSV columns, in order (as ``show stat`` prints them).
-CSV_FIELDS = (
-    "pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,"
-    "wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,"
-    "throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,"
-    "check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,"
-    "req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,comp_in,comp_out,comp_byp,comp_rsp,"
-    "lastsess,last_chk,last_agt,qtime,ctime,rtime,ttime"
-).split(",")
+CSV_FIELDS = [
+    "pxname",
+    "svname",
+    "qcur",
+    "qmax",
+    "scur",
+    "smax",
+    "slim",
+    "stot",
+    "bin",
+    "bout",
+    "dreq",
+    "dresp",
+    "ereq",
+    "econ",
+    "eresp",
+    "wretr",
+    "wredis",
+    "status",
+    "weight",
+    "act",
+    "bck",
+    "chkfail",
+    "chkdown",
+    "lastchg",
+    "downtime",
+    "qlimit",
+    "pid",
+    "iid",
+    "sid",
+    "throttle",
+    "lbtot",
+    "tracked",
+    "type",
+    "rate",
+    "rate_lim",
+    "rate_max",
+    "check_status",
+    "check_code",
+    "check_duration",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+    "hanafail",
+    "req_rate",
+    "req_rate_max",
+    "req_tot",
+    "cli_abrt",
+    "srv_abrt",
+    "comp_in",
+    "comp_out",
+    "comp_byp",
+    "comp_rsp",
+    "lastsess",
+    "last_chk",
+    "last_agt",
+    "qtime",
+    "ctime",
+    "rtime",
+    "ttime",
+]
 
 
 @dataclass
@@ -208,7 +264,7 @@ class Proxy:
 
     # ---- balancing ------------------------------------------------------------------
     def candidates(self, svc: Service) -> list[Server]:
-        """Servers that may take a new connection now."""
+        """Servers that may take a new connection now (not passively down)."""
         now = time.monotonic()
         out = []
         for s in svc.live_servers:
@@ -222,6 +278,10 @@ class Proxy:
         self, svc: Service, client_ip: str, cookie: str | None, tried: set[str]
     ) -> Server | None:
         servers = [s for s in self.candidates(svc) if s.name not in tried and s.weight > 0]
+        if not servers:
+            # Every live server refused lately: try them anyway rather than answer 503
+            # (a task that was still starting may listen by now).
+            servers = [s for s in svc.live_servers if s.name not in tried and s.weight > 0]
         if not servers:
             return None
         if svc.sticky and cookie:
