@@ -70,7 +70,7 @@ class Service:
 class Notice:
     """A problem found while building: a malformed label (skipped) or a conflict."""
 
-    kind: str  #: ``malformed-label`` or ``conflict``
+    kind: str  #: ``malformed-label``, ``unsupported-label`` (kept, not applied) or ``conflict``
     app_id: str
     message: str
     label: str | None = None
