@@ -83,6 +83,18 @@ What ``build`` adds (marathon-lb has no equivalent)
   the edge does not.
 * Whitespace around group names and vhosts is ignored (marathon-lb keeps it).
 
+Where ``build`` differs from marathon-lb on purpose
+---------------------------------------------------
+* A task's ``host`` is not resolved through DNS: the kit's hosts are addresses, a name is
+  kept as the server address (marathon-lb uses the resolved IP and, when it differs,
+  names the server ``<host>_<ip>_<port>``).
+* ``HAPROXY_{n}_BACKEND_HEALTHCHECK_PORT_INDEX``: the check port is the same task's port
+  at that index (the task's own port when the index is out of range). marathon-lb pairs
+  the i-th server of one service with the i-th of the other, both sorted by (host,
+  port), which is the same task unless ports sort differently, and fails on an index
+  equal to the number of ports.
+* The health-check cache lives only as long as the caller keeps ``health_cache``.
+
 Labels kept in ``Service.labels`` that change marathon-lb's rendering
 ---------------------------------------------------------------------
 =============================================== ==============================================
