@@ -25,9 +25,14 @@ class Server:
     host: str  #: the address the edge connects to (the task's IP)
     port: int
     agent_host: str = ""  #: the agent the task runs on
-    healthy: bool = True  #: alive by marathon-lb's rules (all health checks alive, if any)
+    healthy: bool = True  #: alive by marathon-lb's rules (one health check result alive, if any)
     draining: bool = False  #: kept for open connections, no new ones (zdd)
     weight: int = 1
+    #: The port HAProxy health-checks instead of ``port`` (the check's fixed ``port``, or the
+    #: task's port at ``HAPROXY_{n}_BACKEND_HEALTHCHECK_PORT_INDEX``); None: ``port`` itself.
+    check_port: int | None = None
+    #: Why marathon-lb gives this server no traffic ("" when it is healthy).
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class Service:
     balance: str = "roundrobin"
     sticky: bool = False
     bind_address: str = "*"
+    #: ``HAPROXY_{n}_BACKEND_WEIGHT`` (1 when a path is set and no weight is): vhost routing
+    #: rules are tried from the largest weight down, as HAProxy evaluates ``use_backend`` lines.
+    backend_weight: int = 0
     groups: tuple[str, ...] = ()
     servers: tuple[Server, ...] = ()
     #: The app's Marathon health check for this port, if any (for HAProxy check lines).
@@ -62,7 +70,7 @@ class Service:
 class Notice:
     """A problem found while building: a malformed label (skipped) or a conflict."""
 
-    kind: str  #: ``malformed-label`` or ``conflict``
+    kind: str  #: ``malformed-label``, ``unsupported-label`` (kept, not applied) or ``conflict``
     app_id: str
     message: str
     label: str | None = None
