@@ -15,6 +15,7 @@ from playground.cli import monitor as monitor_cmds
 from playground.cli import storage as storage_cmds
 from playground.cli.common import state_dir_option
 from playground.cli.data import data
+from playground.cli.dns import dns
 from playground.cli.doctor import doctor
 from playground.cli.task import task
 from playground.cli.topology import topology
@@ -59,6 +60,7 @@ for cmd in (
     data,
     cloud_cmds.cloud,
     cloud_cmds.cloudsnap,
+    dns,
 ):
     main.add_command(cmd)
 for verb in storage_cmds.CLOUDSNAP_COMMANDS:
