@@ -10,6 +10,7 @@ part is a label of its own. A task's id is hashed to five zbase32 characters, th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 
@@ -29,6 +30,10 @@ def _mapping(ch: str) -> str:
     return ""
 
 
+#: The mapping of every ASCII character (others are dropped), for ``str.translate``.
+_TABLE = {i: _mapping(chr(i)) or None for i in range(128)}
+
+
 def _trim_cut(label: str, maxlen: int, left: str, right: str) -> str:
     """Cut ``label`` at ``maxlen``, trimming the ``left`` and ``right`` cutsets at its ends.
 
@@ -46,8 +51,11 @@ def _trim_cut(label: str, maxlen: int, left: str, right: str) -> str:
     return head
 
 
+@functools.lru_cache(maxsize=8192)
 def _label(name: str, maxlen: int, left: str, right: str) -> str:
-    return _trim_cut("".join(_mapping(c) for c in name), maxlen, left, right)
+    # Names repeat across refreshes and tasks (every instance of an app): cached.
+    ascii_only = name.encode("ascii", "ignore").decode()
+    return _trim_cut(ascii_only.translate(_TABLE), maxlen, left, right)
 
 
 def rfc1123(name: str) -> str:
@@ -81,7 +89,9 @@ def zbase32(data: bytes) -> str:
 
 def hash_string(s: str) -> str:
     """The five characters mesos-dns derives from a task id (truncated SHA-1, zbase32)."""
-    return zbase32(hashlib.sha1(s.encode()).digest())[:5]
+    # The first five characters are the first 25 bits of the digest.
+    bits = int.from_bytes(hashlib.sha1(s.encode()).digest()[:4], "big") >> 7
+    return "".join(ZBASE32[(bits >> shift) & 31] for shift in (20, 15, 10, 5, 0))
 
 
 def slave_id_tail(slave_id: str) -> str:

@@ -31,6 +31,7 @@ loop on a resolver): the kit's nodes are addressed by IP, as its master reports 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -73,14 +74,17 @@ class RecordSet:
     #: ``GET /v1/enumerate``: frameworks, their running tasks and each task's records.
     frameworks: list[dict[str, Any]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self._kinds = {A: self.a, AAAA: self.aaaa, SRV: self.srv}
+
     def _kind(self, kind: str) -> dict[str, dict[str, None]]:
-        return {A: self.a, AAAA: self.aaaa, SRV: self.srv}[kind]
+        return self._kinds[kind]
 
     def add(self, kind: str, name: str, value: str) -> bool:
         """Add one record; False when ``value`` is empty or already there."""
         if not value:
             return False
-        values = self._kind(kind).setdefault(name, {})
+        values = self._kinds[kind].setdefault(name, {})
         if value in values:
             return False
         values[value] = None
@@ -113,6 +117,11 @@ def parse_ip(value: str | None) -> str | None:
     """The canonical text of an IP literal, or None."""
     if not value:
         return None
+    return _parse_ip(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ip(value: str) -> str | None:
     try:
         return str(ipaddress.ip_address(value.strip("[]")))
     except ValueError:
