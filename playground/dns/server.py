@@ -125,7 +125,7 @@ class Resolver:
             reply.add_answer(self._a(name, ip))
 
     # ---- messages ---------------------------------------------------------------------
-    def answer(self, request: DNSRecord, udp: bool = True) -> DNSRecord:
+    def answer(self, request: DNSRecord) -> DNSRecord:
         """The reply to ``request`` (a parsed DNS message)."""
         if not request.questions:
             reply = request.reply(ra=0, aa=0)
@@ -175,7 +175,7 @@ class Resolver:
             return None
         if request.header.qr:
             return None  # a response, not a question
-        reply = self.answer(request, udp)
+        reply = self.answer(request)
         return self._pack(reply, self._max_size(request, udp))
 
     @staticmethod
