@@ -16,6 +16,7 @@ from playground.cli import monitor as monitor_cmds
 from playground.cli import storage as storage_cmds
 from playground.cli.common import state_dir_option
 from playground.cli.data import data
+from playground.cli.dns import dns
 from playground.cli.doctor import doctor
 from playground.cli.task import task
 from playground.cli.topology import topology
@@ -61,6 +62,7 @@ for cmd in (
     cloud_cmds.cloud,
     cloud_cmds.cloudsnap,
     *edge_cmds.COMMANDS,
+    dns,
 ):
     main.add_command(cmd)
 for verb in storage_cmds.CLOUDSNAP_COMMANDS:

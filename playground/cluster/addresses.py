@@ -130,7 +130,7 @@ def plan(topology: Topology, mode: str, block: int) -> dict[str, NodeAddress]:
             task_ports = (lo, lo + 99)
         extra = ()
         if spec.role == "edge":
-            extra = (("http", port + 50), ("https", port + 60))
+            extra = (("http", port + 70), ("https", port + 85))  # beside the DNS ports (+50..)
         out[spec.name] = NodeAddress("127.0.0.1", port, task_ports, extra)
     return out
 
@@ -163,6 +163,8 @@ def choose(topology: Topology, seed: str) -> tuple[str, int, dict[str, NodeAddre
         addrs = plan(topology, mode, block)
         if all(
             port_free(a.host, p) for a in addrs.values() for p in (a.port, *dict(a.extra).values())
+        ) and not dns_ports_taken(
+            topology, addrs, mode, block
         ):
             return mode, block, addrs
     raise AddressError(
@@ -191,3 +193,54 @@ def to_json(addrs: dict[str, NodeAddress]) -> dict[str, Any]:
         }
         for n, a in addrs.items()
     }
+
+
+#: mesos-dns's ports in per-IP mode: DNS 53 moved to 8053 (no privileged port), HTTP 8123.
+DNS_PORT = 8053
+DNS_HTTP_PORT = 8123
+
+
+def dns_ports(addressing: dict[str, Any], master_index: int) -> tuple[int, int]:
+    """(DNS port, HTTP API port) of the mesos-dns beside a master, on the master's host.
+
+    Args:
+        addressing: ``cluster.json``'s ``addressing`` (``mode`` and ``block``).
+        master_index: the master's position among the topology's masters (0 for master-1).
+
+    Per-IP mode uses mesos-dns's own ports on each master's address; shared-IP mode gives
+    master ``i`` the ports ``20000 + 100 * (block % 100) + 50 + 2 * i`` and the next one,
+    above the node API ports of the block.
+    """
+    if addressing.get("mode") == "shared-ip":
+        port = 20000 + 100 * (int(addressing.get("block", 0)) % 100) + 50 + 2 * master_index
+        return port, port + 1
+    return DNS_PORT, DNS_HTTP_PORT
+
+
+def udp_port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` is free for a UDP socket (the DNS listens on both protocols)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def dns_ports_taken(
+    topology: Topology, addrs: dict[str, NodeAddress], mode: str, block: int
+) -> list[str]:
+    """``host:port`` of every DNS port (DNS on UDP and TCP, HTTP API on TCP) that is taken."""
+    taken = []
+    for i, m in enumerate(topology.masters):
+        if m.name not in addrs:
+            continue
+        host = addrs[m.name].host
+        dns, http = dns_ports({"mode": mode, "block": block}, i)
+        if not (port_free(host, dns) and udp_port_free(host, dns)):
+            taken.append(f"{host}:{dns}")
+        if not port_free(host, http):
+            taken.append(f"{host}:{http}")
+    return taken

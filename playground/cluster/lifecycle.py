@@ -221,6 +221,17 @@ class Cluster:
                     f"{spec.name}'s address {a.hostport} is taken by another process",
                     hint="another cluster or program uses it: stop it, or `playground destroy` this one and start again",
                 )
+        # The DNS beside each master starting now (mesos-dns's ports on its address).
+        topo = topo_mod.parse(rec["topology"])
+        starting = {s.name: self.address(rec, s.name) for s in nodes if s.role == "master"}
+        addressing = rec.get("addressing", {})
+        for where in addr_mod.dns_ports_taken(
+            topo, starting, addressing.get("mode", "per-ip"), addressing.get("block", 0)
+        ):
+            raise ClusterError(
+                f"the DNS address {where} of a master is taken by another process",
+                hint="another cluster or program uses it: stop it, or `playground destroy` this one and start again",
+            )
 
     def _start_node(self, rec: dict[str, Any], name: str) -> procs.ProcRef:
         log = self.state.node_log(name)
@@ -468,6 +479,7 @@ class Cluster:
             info["endpoints"]["edge"] = edge.host
             info["endpoints"]["edge_http"] = f"http://{edge.host}:{edge.port_of('http')}"
             info["endpoints"]["edge_stats"] = edge.url
+        info["endpoints"].update(self.dns_endpoints(rec, topo, info["leader"]))
         partitioned = {
             n for p in network.read_table(self.state)["partitions"] for n in p.get("nodes", [])
         }
@@ -523,6 +535,20 @@ class Cluster:
             node["partitioned"] = spec.name in partitioned
             info["nodes"].append(node)
         return info
+
+    def dns_endpoints(
+        self, rec: dict[str, Any], topo: topo_mod.Topology, leader: str | None
+    ) -> dict[str, str | None]:
+        """``dns`` (``host:port``) and ``dns_http`` (URL) of the DNS beside the leading
+        master, or beside the first running master when no leader is known."""
+        masters = [m.name for m in topo.masters]
+        running = [n for n in masters if self.node_alive(rec, n)]
+        name = leader if leader in masters else (running[0] if running else None)
+        if name is None:
+            return {"dns": None, "dns_http": None}
+        host = self.address(rec, name).host
+        dns, http = addr_mod.dns_ports(rec.get("addressing", {}), masters.index(name))
+        return {"dns": f"{host}:{dns}", "dns_http": f"http://{host}:{http}"}
 
     def logs_path(self, name: str) -> Path:
         self.topology().node(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -25,6 +26,7 @@ from aiohttp import web
 from playground import MESOS_VERSION
 from playground.cluster.httpserver import json_response, read_json, run_app, supervise
 from playground.cluster.node import NodeContext
+from playground.dns.server import DnsService
 from playground.mesos import constants as C
 from playground.mesos import maintenance, persistence
 from playground.mesos.recordio import encode as recordio_encode
@@ -2275,16 +2277,39 @@ class Master:
         r.add_get("/metrics/snapshot", self.h_metrics)
         return app
 
+    async def start_dns(self) -> DnsService | None:
+        """Start the mesos-dns beside this master (as on DC/OS); it lives and dies with it."""
+        dns = DnsService.beside_master(self.ctx)
+        try:
+            await dns.start()
+        except OSError as exc:
+            log.error("mesos-dns could not start (%s); this master runs without it", exc)
+            return None
+        return dns
+
     async def run(self) -> int:
         loops = [
             asyncio.ensure_future(supervise(fn.__name__, fn, self.ctx.stop))
             for fn in (self.election_loop, self.ping_loop, self.allocation_loop)
         ]
+        dns = await self.start_dns()
+        if dns is not None:
+            loops.append(
+                asyncio.ensure_future(
+                    supervise(
+                        "dns_refresh_loop",
+                        functools.partial(dns.refresh_loop, self.ctx.stop),
+                        self.ctx.stop,
+                    )
+                )
+            )
         try:
             await run_app(self.app(), self.ctx.address.host, self.ctx.address.port, self.ctx.stop)
         finally:
             for t in loops:
                 t.cancel()
+            if dns is not None:
+                await dns.close()
             with contextlib.suppress(MessageError):
                 await asyncio.wait_for(
                     self.transport.session.delete(

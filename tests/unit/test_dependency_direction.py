@@ -6,7 +6,16 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_PACKAGES = ["mesos", "coordinator", "cluster", "marathon", "monitor", "workloads", "storage"]
+NODE_PACKAGES = [
+    "mesos",
+    "coordinator",
+    "cluster",
+    "marathon",
+    "monitor",
+    "workloads",
+    "storage",
+    "dns",
+]
 FORBIDDEN_FOR_NODES = ("tui", "textual", "docker")
 
 
