@@ -9,7 +9,8 @@ status, and status updates not yet acknowledged are sent again.
 A task on a container network (``ContainerInfo.network_infos`` with a name) gets an
 address of its own from the agent's IPAM (``ipam.py``), as a CNI plugin would give it:
 it is in ``$HOST`` (the task has no network namespace here, so it binds that address),
-reported in ``container_status.network_infos`` and freed when the task ends.
+reported in ``container_status.network_infos`` and freed when the task ends. Its host
+ports (``port_mappings``) lead from the agent's address to the task's (``portmap.py``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from playground.cluster.node import NodeContext
 from playground.cluster.procs import ProcRef
 from playground.cluster.statedir import atomic_write
 from playground.mesos import constants as C
-from playground.mesos import ipam, persistence
+from playground.mesos import ipam, persistence, portmap
 from playground.mesos.resources import Resources, attributes_flat
 from playground.mesos.transport import MessageError, Transport
 from playground.storage import driver as storage_driver
@@ -225,6 +226,8 @@ class Agent:
             ipam.pools_for(ctx.topology, ctx.name, int(addressing.get("block", 1))),
             shared_ip=addressing.get("mode") == "shared-ip",
         )
+        #: Host ports of tasks on container networks (the CNI port-mapper's role).
+        self.portmap = portmap.PortMapper(self.host)
 
     # ---- identity -------------------------------------------------------------------
     @property
@@ -464,6 +467,7 @@ class Agent:
             )
             if storage_driver.external_volumes(run.info):
                 self.spawn(self.detach_volumes(run))
+            self.portmap.unmap(run.container_id)
             freed = self.ipam.release(run.container_id)
             if freed:
                 log.info("task %s ended: freed %s", run.task_id, ", ".join(freed))
@@ -599,7 +603,7 @@ class Agent:
                 run, "TASK_FAILED", problem, "REASON_CONTAINER_LAUNCH_FAILED", "SOURCE_AGENT"
             )
             return
-        problem = self.allocate_addresses(run)
+        problem = self.allocate_addresses(run) or await self.map_ports(run)
         if problem is not None:
             log.warning("task %s: %s", tid, problem)
             with open(sandbox / "stderr", "ab") as fh:
@@ -723,6 +727,24 @@ class Agent:
                 run.task_id,
                 ", ".join(f"{ip} on {n}" for n, ip in run.networks.items()),
             )
+        return None
+
+    async def map_ports(self, run: Run) -> str | None:
+        """Forward the task's host ports to its address; None, or why not."""
+        for info in _network_infos(run.info):
+            ip = run.networks.get(str(info.get("name")))
+            if not ip or not info.get("port_mappings"):
+                continue
+            try:
+                mapped = await self.portmap.map(run.container_id, ip, info["port_mappings"])
+            except portmap.PortMapError as exc:
+                return f"Failed to map the host ports on network '{info['name']}': {exc}"
+            if mapped:
+                log.info(
+                    "task %s: %s",
+                    run.task_id,
+                    ", ".join(f"{self.host}:{h} -> {ip}:{c}" for h, c in mapped),
+                )
         return None
 
     # ---- external volumes (the storage node's driver) ---------------------------------
@@ -1272,6 +1294,11 @@ class Agent:
 
     async def run(self) -> int:
         self.recover()
+        for run in list(self.runs.values()):
+            if run.networks and not run.terminal:
+                problem = await self.map_ports(run)  # the forwarders died with the agent
+                if problem:
+                    log.error("task %s: %s", run.task_id, problem)
         loops = [
             asyncio.ensure_future(supervise(fn.__name__, fn, self.ctx.stop))
             for fn in (self.detect_loop, self.retry_loop, self.monitor_loop)
@@ -1281,6 +1308,7 @@ class Agent:
         finally:
             for t in loops:
                 t.cancel()
+            self.portmap.close()
             await self.transport.close()
         return 0
 

@@ -40,10 +40,10 @@ nodes:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def ip_app(app_id: str, instances: int, **extra: Any) -> dict[str, Any]:
+def ip_app(app_id: str, instances: int, cmd: str = WEB_CMD, **extra: Any) -> dict[str, Any]:
     return app_def(
         app_id,
-        WEB_CMD,
+        cmd,
         instances,
         networks=[{"mode": "container", "name": "dcos"}],
         container={"type": "MESOS", "portMappings": [{"containerPort": 8080, "name": "http"}]},
@@ -225,19 +225,72 @@ def test_an_unknown_network_fails_the_launch_with_the_reason_in_the_queue(
     assert failure["state"] == "TASK_FAILED" and failure["message"] == entry["waitingReason"]
 
 
+def test_a_host_port_leads_from_the_agent_to_the_task(
+    cluster: EmbeddedBackend, m: Marathon
+) -> None:
+    """hostPort 0 on a container network: Marathon allocates a host port (in PORT0, as Marathon
+    does), the task binds its container port, and AGENT_IP:hostPort reaches it."""
+    app = ip_app("/mapped", 1, cmd="playground workload web --port 8080")
+    app["container"]["portMappings"] = [{"containerPort": 8080, "hostPort": 0, "name": "http"}]
+    m.post("/v2/apps", app).raise_for_status()
+    (task,) = running(m, "/mapped", 1)
+    (host_port,) = task["ports"]
+    ip = task["ipAddresses"][0]["ipAddress"]
+    agent = agent_names(cluster)[task["host"]]
+    env = launch_env(cluster, agent, task["id"])
+    assert (env["PORT0"], env["PORT_8080"], env["PORT_HTTP"], env["HOST"]) == (
+        str(host_port),
+        str(host_port),
+        str(host_port),
+        ip,
+    )
+    assert answers(ip, 8080) == task["id"]
+    assert answers(task["host"], host_port) == task["id"]
+    master = str(cluster.endpoints()["master"])
+    state = httpx.get(f"{master}/master/state", timeout=5).json()
+    (mtask,) = [t for fw in state["frameworks"] for t in fw["tasks"] if t["id"] == task["id"]]
+    assert mtask["container"]["network_infos"] == [
+        {
+            "name": "dcos",
+            "port_mappings": [{"host_port": host_port, "container_port": 8080, "protocol": "tcp"}],
+        }
+    ]
+    m.delete("/v2/apps/mapped").raise_for_status()
+
+    def unmapped() -> bool:
+        try:
+            httpx.get(f"http://{task['host']}:{host_port}/", timeout=1)
+        except httpx.ConnectError:
+            return True  # refused: nothing listens on the host port any more
+        except httpx.HTTPError:
+            pass  # still accepted (and cut: the task is gone), not unmapped yet
+        return False
+
+    wait_until(unmapped, 15, desc="the host port unmapped when the task ended", ignore=())
+
+
 # ---- a one-agent cluster with a pool of 2 ------------------------------------------------------
 @pytest.mark.slow
 def test_an_exhausted_pool_holds_a_launch_until_an_address_is_freed(
     tiny: EmbeddedBackend,
 ) -> None:
     """Pool of 2, 3 instances: 2 run, the third waits with the reason in /v2/queue; killing one
-    lets it run on the freed address; a crashed agent keeps its live tasks' addresses and frees
-    those of tasks that ended while it was down."""
+    lets it run on the freed address; a crashed agent keeps its live tasks' addresses (and maps
+    their host ports again) and frees those of tasks that ended while it was down."""
     m = _connect(tiny)
     try:
         k = block_of(tiny)
         pool = {f"127.80.{k}.1", f"127.80.{k}.2"}
-        m.post("/v2/apps", ip_app("/pool", 3)).raise_for_status()
+        # A long unreachableStrategy: at time scale 50 the master may call the crashed agent
+        # unreachable (1.5 s) before it is back, and its tasks must not be replaced meanwhile.
+        app = ip_app(
+            "/pool",
+            3,
+            cmd="playground workload web --port 8080",
+            unreachableStrategy={"inactiveAfterSeconds": 3600, "expungeAfterSeconds": 7200},
+        )
+        app["container"]["portMappings"][0]["hostPort"] = 0  # also reached on the agent
+        m.post("/v2/apps", app).raise_for_status()
         first = wait_until(
             lambda: (ts := running_now(m, "/pool")) and len(ts) == 2 and ts,
             30,
@@ -308,6 +361,7 @@ def test_an_exhausted_pool_holds_a_launch_until_an_address_is_freed(
             and relaunched.rsplit(".", 1)[0] == newcomer["id"].rsplit(".", 1)[0]
         )  # the same instance, a new incarnation
         assert answers(survivor_ip) == survivor["id"]
+        assert answers(survivor["host"], survivor["ports"][0]) == survivor["id"]
         assert answers(victim_ip) == relaunched
     finally:
         m.cleanup()
