@@ -39,7 +39,8 @@ def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def _cluster(
     tmp_path_factory: pytest.TempPathFactory, topology: str, time_scale: float
 ) -> Iterator[EmbeddedBackend]:
-    state = tmp_path_factory.mktemp(f"cluster-{topology}") / "state"
+    # A shipped topology by name, or a topology file by path (its stem names the folder).
+    state = tmp_path_factory.mktemp(f"cluster-{Path(topology).stem}") / "state"
     backend = EmbeddedBackend(state, topology=topology, time_scale=time_scale)
     # Started as a user starts it: `playground up` in its own small process, which forks
     # the nodes (fast, shared pages). Forking the pytest process itself has hung a node at

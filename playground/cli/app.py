@@ -636,6 +636,9 @@ def queue(as_json: bool) -> None:
             click.echo(
                 f"  launch delayed {left}s more (backoff after failed tasks; see `playground app show`)"
             )
+        if e.get("waitingReason"):
+            # The kit's addition: storage that is not there, or why the last launch failed.
+            click.echo(f"  waiting: {e['waitingReason']}")
         summary = e.get("processedOffersSummary") or {}
         if summary:
             click.echo(

@@ -52,3 +52,5 @@ def show(name: str, as_json: bool) -> None:
             )
             where += f"  {n['resources']}"
         click.echo(f"  {n['name']:<16}{n['role']:<14}{where}")
+    for net in desc.get("networks", []):
+        click.echo(f"  network {net['name']}: up to {net['size']} task addresses per agent")

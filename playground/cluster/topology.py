@@ -2,6 +2,12 @@
 
 A topology is a YAML file (``schema_version: 1``). The shipped ones live beside this
 module; a lab or a challenge may pass its own by path.
+
+Besides its nodes, a topology may declare IP-per-task networks, each agent handing out
+up to ``size`` addresses of its own slice (see ``playground.mesos.ipam`` for the layout)::
+
+    networks:
+      - {name: dcos, size: 254}
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 import yaml
 
 from playground.errors import PlaygroundError
+from playground.mesos import ipam
 from playground.mesos.resources import (
     ResourceGrammarError,
     Resources,
@@ -38,6 +45,9 @@ _NAME = re.compile(
 )
 #: The role whose static reservation makes an agent public (as in DC/OS).
 PUBLIC_ROLE = "slave_public"
+#: Marathon's ``strings.NetworkName`` (stringTypes.raml), at most 63 characters.
+_NETWORK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
+_NETWORK_KEYS = ("name", "size")
 
 
 class TopologyError(PlaygroundError):
@@ -76,6 +86,14 @@ class NodeSpec:
 
 
 @dataclass(frozen=True)
+class NetworkSpec:
+    """An IP-per-task network: every agent hands out up to ``size`` addresses of it."""
+
+    name: str
+    size: int = ipam.DEFAULT_SIZE
+
+
+@dataclass(frozen=True)
 class Topology:
     """A parsed, validated topology."""
 
@@ -84,6 +102,7 @@ class Topology:
     region: str
     quorum: int
     nodes: tuple[NodeSpec, ...]
+    networks: tuple[NetworkSpec, ...] = ()
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -224,15 +243,57 @@ def parse(data: Any, source: str = "<topology>") -> Topology:
     quorum = int(data.get("quorum", counts["master"] // 2 + 1))
     if not 1 <= quorum <= counts["master"]:
         raise fail(f"quorum must be between 1 and the number of masters ({counts['master']})")
+    networks = _parse_networks(data.get("networks"), fail)
+    n_agents = counts["agent"] + counts["public-agent"]
+    if len(networks) * n_agents > ipam.MAX_SLICES:
+        raise fail(
+            f"networks: {len(networks)} network(s) x {n_agents} agents need "
+            f"{len(networks) * n_agents} address slices; a cluster has {ipam.MAX_SLICES}"
+        )
     return Topology(
         name=name,
         description=str(data.get("description", "")),
         region=region,
         quorum=quorum,
         nodes=tuple(nodes),
+        networks=networks,
         source=source,
         raw=data,
     )
+
+
+def _parse_networks(raw: Any, fail: Any) -> tuple[NetworkSpec, ...]:
+    """The ``networks`` list: names as Marathon allows them, sizes 1-254, no duplicates."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise fail("'networks' must be a list of {name, size} mappings")
+    out: list[NetworkSpec] = []
+    for i, net in enumerate(raw):
+        if not isinstance(net, dict):
+            raise fail(f"networks[{i}] must be a mapping with 'name' (and 'size')")
+        unknown = sorted(str(k) for k in net if k not in _NETWORK_KEYS)
+        if unknown:
+            raise fail(
+                f"networks[{i}] has unknown field(s) {', '.join(unknown)} "
+                f"(known: {', '.join(_NETWORK_KEYS)})"
+            )
+        name = net.get("name")
+        if not isinstance(name, str) or len(name) > 63 or not _NETWORK_NAME.match(name):
+            raise fail(
+                f"networks[{i}].name must be lower-case letters, digits, '-' and '_' "
+                f"(at most 63, starting and ending with a letter or digit), got {name!r}"
+            )
+        if any(n.name == name for n in out):
+            raise fail(f"networks[{i}].name {name!r} is declared twice")
+        size = net.get("size", ipam.DEFAULT_SIZE)
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= ipam.MAX_SIZE:
+            raise fail(
+                f"networks[{i}].size must be a whole number from 1 to {ipam.MAX_SIZE} "
+                f"(addresses per agent), got {size!r}"
+            )
+        out.append(NetworkSpec(name, size))
+    return tuple(out)
 
 
 def describe(topo: Topology) -> dict[str, Any]:
@@ -243,6 +304,7 @@ def describe(topo: Topology) -> dict[str, Any]:
         "region": topo.region,
         "quorum": topo.quorum,
         "source": topo.source,
+        "networks": [{"name": n.name, "size": n.size} for n in topo.networks],
         "nodes": [
             {
                 "name": n.name,

@@ -291,9 +291,7 @@ class Api:
             "appId": inst.app_id,
             "host": inst.hostname or "",
             "id": inst.task_id,
-            "ipAddresses": [{"ipAddress": inst.host_ip, "protocol": "IPv4"}]
-            if inst.host_ip
-            else [],
+            "ipAddresses": [{"ipAddress": ip, "protocol": "IPv4"} for ip in inst.addresses()],
             "ports": list(inst.ports),
             "servicePorts": service_ports,
             "slaveId": inst.agent_id or "",
@@ -817,9 +815,14 @@ class Api:
                         for u in stats.last_unused_offers
                     ]
             entry["processedOffersSummary"] = summary
+            failed = [i.launch_error for i in insts if i.launch_error]
             if stats is not None and stats.waiting:
                 # The kit's addition: why the instances wait for storage, in words.
                 entry["waitingReason"] = stats.waiting
+            elif failed:
+                # ... or why their last launch failed before the task ran (no address left
+                # on a container network, ...); Marathon's backoff applies meanwhile.
+                entry["waitingReason"] = failed[0]
             entries.append(entry)
         return _json({"queue": entries})
 

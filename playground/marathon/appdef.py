@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
+import random
 import re
 import time
 import uuid
@@ -181,6 +182,15 @@ def _host_networking(app: dict[str, Any]) -> bool:
     return all(n.get("mode", "container") == "host" for n in nets)
 
 
+def _bridge_networking(app: dict[str, Any]) -> bool:
+    return any(n.get("mode") == "container/bridge" for n in app.get("networks") or [])
+
+
+def container_networks(app: dict[str, Any]) -> list[dict[str, Any]]:
+    """The app's ``container`` mode networks (IP-per-task), in order."""
+    return [n for n in app.get("networks") or [] if n.get("mode", "container") == "container"]
+
+
 def normalize_app(raw: dict[str, Any], base: str = "/") -> dict[str, Any]:
     """A validated definition in Marathon's normal form (defaults filled, ids resolved)."""
     from playground.marathon import health  # late: the health module is optional to load
@@ -257,7 +267,9 @@ def normalize_app(raw: dict[str, Any], base: str = "/") -> dict[str, Any]:
         for pm in container.get("portMappings") or []:
             pm.setdefault("containerPort", 0)
             pm.setdefault("protocol", "tcp")
-            if not _host_networking(app):
+            if _bridge_networking(app):
+                # Only in bridge mode does a missing hostPort mean "any host port"; on a
+                # container network it means none (the task is reached on its own IP).
                 pm.setdefault("hostPort", 0)
             pm.setdefault("servicePort", 0)
     if "healthChecks" in src:
@@ -311,7 +323,7 @@ def port_specs(app: dict[str, Any]) -> list[dict[str, Any]]:
         ]
     out = []
     for pm in (app.get("container") or {}).get("portMappings") or []:
-        if "hostPort" not in pm:
+        if pm.get("hostPort") is None:
             continue
         out.append(
             {
@@ -351,23 +363,99 @@ def used_service_ports(apps: dict[str, dict[str, Any]], exclude: str | None = No
 
 
 # ---- the task environment --------------------------------------------------------------
+def _port_mappings(app: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((app.get("container") or {}).get("portMappings") or [])
+
+
+def effective_ports(app: dict[str, Any], host_ports: list[int]) -> list[int | None]:
+    """One entry per port definition or port mapping: its host port, or None for a mapping
+    without one (container networking; Marathon's ``Seq[Option[Int]]``).
+
+    Args:
+        app: the app definition.
+        host_ports: the host ports the task got, in order (``Match.host_ports``).
+    """
+    if "portDefinitions" in app:
+        return list(host_ports)
+    assigned = iter(host_ports)
+    return [
+        next(assigned, None) if pm.get("hostPort") is not None else None
+        for pm in _port_mappings(app)
+    ]
+
+
+def _env_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+def ports_env(
+    requested: list[tuple[str | None, int]],
+    effective: list[int | None],
+    rng: random.Random | None = None,
+) -> dict[str, str]:
+    """Marathon's ``EnvironmentHelper.portsEnv``: ``PORT0..n``, ``PORT_<port>``, ``PORT_<NAME>``,
+    ``PORT`` and ``PORTS``.
+
+    Args:
+        requested: (name, port) of each port definition (its ``port``) or port mapping (its
+            ``containerPort``); 0 where any port will do.
+        effective: the host port of each (None for a container port without a host port).
+        rng: picks the container port of a mapping with neither a container nor a host port.
+
+    A mapping without a host port gives its container port in ``PORTn`` and its by-port and
+    by-name variables, but Marathon leaves it out of ``PORT``/``PORTS`` (only host ports and
+    generated container ports are "assigned" there).
+    """
+    if not effective:
+        return {}
+    rng = rng or random.Random()
+    env: dict[str, str] = {}
+    consumed = {p for _, p in requested} | {p for p in effective if p is not None}
+    generated: dict[int, int] = {}
+    for i, port in enumerate(effective):
+        if port is not None:
+            env[f"PORT{i}"] = str(port)
+        elif i < len(requested):
+            container_port = requested[i][1]
+            if container_port == 0:
+                # carefully pick a port no other variable of this task names, above 1024
+                while True:
+                    candidate = rng.randrange(1025, 65536)
+                    if candidate not in consumed:
+                        break
+                consumed.add(candidate)
+                generated[i] = candidate
+                container_port = candidate
+            env[f"PORT{i}"] = str(container_port)
+    for i, ((_, req), port) in enumerate(zip(requested, effective, strict=False)):
+        if port is not None:
+            env[f"PORT_{req if req else port}"] = str(port)
+        elif req:
+            env[f"PORT_{req}"] = str(req)
+        else:
+            env[f"PORT_{generated[i]}"] = str(generated[i])
+    for (name, req), port in zip(requested, effective, strict=False):
+        if name:
+            env[f"PORT_{_env_name(name)}"] = str(port if port is not None else req)
+    assigned = [p for p in effective if p is not None] + list(generated.values())
+    if assigned:
+        env["PORT"] = str(assigned[0])
+    env["PORTS"] = ",".join(str(p) for p in assigned)
+    return env
+
+
+def port_requests(app: dict[str, Any]) -> list[tuple[str | None, int]]:
+    """(name, port) of each port definition, else (name, containerPort) of each mapping."""
+    if "portDefinitions" in app:
+        return [(p.get("name"), int(p.get("port", 0))) for p in app["portDefinitions"]]
+    return [(pm.get("name"), int(pm.get("containerPort", 0))) for pm in _port_mappings(app)]
+
+
 def task_env(
     app: dict[str, Any], *, host: str, host_ports: list[int], task_id: str
 ) -> dict[str, str]:
     """The environment Marathon gives a task (EnvironmentHelper)."""
-    env: dict[str, str] = {}
-    declared = service_ports(app)
-    specs = port_specs(app)
-    for i, port in enumerate(host_ports):
-        env[f"PORT{i}"] = str(port)
-        if i < len(declared) and declared[i]:
-            env[f"PORT_{declared[i]}"] = str(port)
-        name = specs[i].get("name") if i < len(specs) else None
-        if name:
-            env[f"PORT_{re.sub(r'[^A-Za-z0-9_]', '_', name).upper()}"] = str(port)
-    if host_ports:
-        env["PORT"] = str(host_ports[0])
-        env["PORTS"] = ",".join(str(p) for p in host_ports)
+    env = ports_env(port_requests(app), effective_ports(app, host_ports))
     env["HOST"] = host
     env["MESOS_TASK_ID"] = task_id
     env["MARATHON_APP_ID"] = app["id"]

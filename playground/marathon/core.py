@@ -127,6 +127,11 @@ class Instance:
     role: str = appdef.MARATHON_ROLE
     #: A resident instance's reservation on its agent (``resident.reserve_operations``).
     reservation: dict[str, Any] | None = None
+    #: The task's addresses as its statuses report them (``container_status.network_infos``);
+    #: None: not known yet (the agent's address is shown).
+    ip_addresses: list[str] | None = None
+    #: Why the last launch failed before the task ran (``/v2/queue`` shows it).
+    launch_error: str | None = None
 
     @property
     def task_id(self) -> str:
@@ -139,6 +144,12 @@ class Instance:
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL
+
+    def addresses(self) -> list[str]:
+        """The task's IP addresses (``ipAddresses``): its own on a container network."""
+        if self.ip_addresses is not None:
+            return list(self.ip_addresses)
+        return [self.host_ip] if self.host_ip else []
 
     def placement(self) -> matching.Placement:
         return matching.Placement(
@@ -753,18 +764,20 @@ class Marathon:
                 if result.get("ready"):
                     inst._ready = True  # type: ignore[attr-defined]
 
-            names = [s.get("name") for s in appdef.port_specs(app)]
+            host, ports, names = check_target(app, inst)
 
             async def run_check(
                 inst: Instance = inst,
                 stop_ev: asyncio.Event = stop_ev,
+                host: str = host,
+                ports: list[int] = ports,
                 names: list[Any] = names,
             ) -> None:
                 try:
                     await health.run_readiness(
                         checks[0],
-                        host=inst.host_ip or inst.hostname or "",
-                        ports=inst.ports,
+                        host=host,
+                        ports=ports,
                         port_names=names,
                         ts=self.ts,
                         on_result=on_result,
@@ -1163,6 +1176,8 @@ class Marathon:
         inst.agent_id = offer["agent_id"]["value"]
         inst.hostname = offer["hostname"]
         inst.host_ip = host_ip
+        # On a container network the agent's IPAM gives the address: known from the statuses.
+        inst.ip_addresses = [] if appdef.container_networks(app) else None
         inst.ports = list(m.host_ports)
         inst.region = m.placement.region
         inst.zone = m.placement.zone
@@ -1208,6 +1223,7 @@ class Marathon:
         if app.get("user"):
             command["user"] = app["user"]
         specs = appdef.port_specs(app)
+        nets = appdef.container_networks(app)
         info: dict[str, Any] = {
             "name": appdef.mesos_task_name(app["id"]),
             "task_id": {"value": inst.task_id},
@@ -1221,7 +1237,9 @@ class Marathon:
                 "visibility": "FRAMEWORK",
                 "name": appdef.mesos_task_name(app["id"]),
                 "ports": {
-                    "ports": [
+                    "ports": _container_discovery_ports(app, inst.ports)
+                    if nets
+                    else [
                         {
                             "number": port,
                             "protocol": (specs[k].get("protocol") if k < len(specs) else "tcp")
@@ -1267,6 +1285,12 @@ class Marathon:
         if ext:
             info.setdefault("container", {"type": "MESOS"})
             info["container"].setdefault("volumes", []).extend(ext)
+        if nets:
+            # Container networks: Mesos (its CNI isolator) gives the task its address.
+            info.setdefault("container", {"type": "MESOS"})
+            info["container"]["network_infos"] = _network_infos(app, inst.ports)
+            if "docker" in info["container"]:
+                info["container"]["docker"]["network"] = "USER"
         return info
 
     async def on_update(self, status: dict[str, Any]) -> None:
@@ -1296,11 +1320,15 @@ class Marathon:
         previous = inst.state
         inst.state = state
         inst.message = status.get("message", "")
+        reported = _status_addresses(status)
+        if reported:
+            inst.ip_addresses = reported
         if status.get("agent_id") and not inst.agent_id:
             inst.agent_id = status["agent_id"]["value"]
         app = self.apps.get(inst.app_id)
         if state == "TASK_RUNNING":
             inst.unreachable_since = None
+            inst.launch_error = None
             if inst.inactive:
                 # Back from a partition before it was expunged: the instance counts again,
                 # and the app's surplus is killed by its killSelection (housekeeping).
@@ -1329,9 +1357,7 @@ class Marathon:
                 message=inst.message,
                 appId=inst.app_id,
                 host=inst.hostname or "",
-                ipAddresses=[{"ipAddress": inst.host_ip, "protocol": "IPv4"}]
-                if inst.host_ip
-                else [],
+                ipAddresses=[{"ipAddress": ip, "protocol": "IPv4"} for ip in inst.addresses()],
                 ports=inst.ports,
                 version=inst.version,
             )
@@ -1339,6 +1365,13 @@ class Marathon:
         if state in TERMINAL:
             await self._stop_health(inst)
             self.readiness_tasks.pop(inst.instance_id, None)
+            if (
+                state in FAILURES
+                and status.get("reason") == "REASON_CONTAINER_LAUNCH_FAILED"
+                and inst.started_at is None
+            ):
+                # It never ran (no address left, a volume not attached, ...): the queue says why.
+                inst.launch_error = inst.message or "the container could not be launched"
             if state in FAILURES and app is not None and inst.goal == "Running":
                 self.failures[inst.app_id] = {
                     "appId": inst.app_id,
@@ -1379,6 +1412,7 @@ class Marathon:
         else:
             inst.agent_id = None
             inst.ports = []
+        inst.ip_addresses = None
         inst.staged_at = inst.started_at = None
         inst.kill_sent = None
         inst.since = time.time()
@@ -1400,8 +1434,12 @@ class Marathon:
             return
         from playground.marathon import health
 
+        host, ports, _ = check_target(app, inst)
         env = appdef.task_env(
-            app, host=inst.hostname or "", host_ports=inst.ports, task_id=inst.task_id
+            app,
+            host=host if appdef.container_networks(app) else inst.hostname or "",
+            host_ports=inst.ports,
+            task_id=inst.task_id,
         )
 
         def on_change(instance_id: str, index: int, alive: bool | None) -> None:
@@ -1448,8 +1486,8 @@ class Marathon:
         runner = health.HealthRunner(
             checks,
             instance_id=inst.instance_id,
-            host=inst.host_ip or inst.hostname or "",
-            ports=inst.ports,
+            host=host,
+            ports=ports,
             env=env,
             cwd=None,
             ts=self.ts,
@@ -1559,3 +1597,97 @@ _ORDER = {"TASK_STAGING": 1, "TASK_STARTING": 2, "TASK_RUNNING": 3}
 
 def _definition(app: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in app.items() if k not in ("version", "versionInfo")}
+
+
+# ---- container networks (IP-per-task) ---------------------------------------------------------
+def _status_addresses(status: dict[str, Any]) -> list[str]:
+    """The addresses a TaskStatus reports (``container_status.network_infos``)."""
+    infos = (status.get("container_status") or {}).get("network_infos") or []
+    return [
+        str(a["ip_address"])
+        for n in infos
+        for a in (n.get("ip_addresses") or [])
+        if a.get("ip_address")
+    ]
+
+
+def _mapped_networks(app: dict[str, Any], pm: dict[str, Any]) -> list[str]:
+    """The container networks a port mapping applies to (all of them by default)."""
+    return list(pm.get("networkNames") or [n["name"] for n in appdef.container_networks(app)])
+
+
+def _network_infos(app: dict[str, Any], host_ports: list[int]) -> list[dict[str, Any]]:
+    """``ContainerInfo.network_infos`` for the app's container networks (TaskBuilder):
+    the network's name and labels, and the host port mappings that apply to it."""
+    mappings = (app.get("container") or {}).get("portMappings") or []
+    effective = appdef.effective_ports(app, host_ports)
+    out = []
+    for net in appdef.container_networks(app):
+        info: dict[str, Any] = {"name": net["name"]}
+        if net.get("labels"):
+            info["labels"] = {
+                "labels": [{"key": k, "value": str(v)} for k, v in net["labels"].items()]
+            }
+        port_mappings = [
+            {
+                "host_port": hp,
+                "container_port": int(pm.get("containerPort") or 0) or hp,
+                "protocol": proto,
+            }
+            for pm, hp in zip(mappings, effective, strict=False)
+            if hp is not None and net["name"] in _mapped_networks(app, pm)
+            for proto in str(pm.get("protocol") or "tcp").split(",")
+        ]
+        if port_mappings:
+            info["port_mappings"] = port_mappings
+        out.append(info)
+    return out
+
+
+def _container_discovery_ports(app: dict[str, Any], host_ports: list[int]) -> list[dict[str, Any]]:
+    """DiscoveryInfo ports of an app on container networks (Marathon's PortDiscovery): a host
+    port with ``network-scope: host``; a container port once per network, with
+    ``network-scope: container`` and ``network-name``."""
+    mappings = (app.get("container") or {}).get("portMappings") or []
+    out: list[dict[str, Any]] = []
+    for pm, hp in zip(mappings, appdef.effective_ports(app, host_ports), strict=False):
+        labels = [{"key": k, "value": str(v)} for k, v in (pm.get("labels") or {}).items()]
+        name = {"name": pm["name"]} if pm.get("name") else {}
+        for proto in str(pm.get("protocol") or "tcp").split(","):
+            if hp is not None:
+                scope = [{"key": "network-scope", "value": "host"}]
+                out.append(
+                    {"number": hp, "protocol": proto, **name, "labels": {"labels": labels + scope}}
+                )
+                continue
+            for net in _mapped_networks(app, pm):
+                scope = [
+                    {"key": "network-scope", "value": "container"},
+                    {"key": "network-name", "value": net},
+                ]
+                out.append(
+                    {
+                        "number": int(pm.get("containerPort") or 0),
+                        "protocol": proto,
+                        **name,
+                        "labels": {"labels": labels + scope},
+                    }
+                )
+    return out
+
+
+def check_target(app: dict[str, Any], inst: Instance) -> tuple[str, list[int], list[str | None]]:
+    """Where Marathon's health and readiness checks reach a task: address, port of each port
+    index, port names. A task on a container network is reached on its own address and its
+    container ports (Marathon's effective address and port), others on the agent's address
+    and their host ports."""
+    mappings = (app.get("container") or {}).get("portMappings") or []
+    if appdef.container_networks(app) and inst.ip_addresses:
+        effective = appdef.effective_ports(app, inst.ports)
+        ports = [
+            int(pm.get("containerPort") or 0) or (hp or 0)
+            for pm, hp in zip(mappings, effective, strict=False)
+        ]
+        return inst.ip_addresses[0], ports, [pm.get("name") for pm in mappings]
+    names = [s.get("name") for s in appdef.port_specs(app)]
+    return inst.host_ip or inst.hostname or "", list(inst.ports), names

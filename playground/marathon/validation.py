@@ -526,6 +526,15 @@ MSG_RESERVED = "must not end with any of the following reserved keywords: " + ",
 MSG_CMD_ARGS_CONTAINER = (
     "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'."
 )
+#: AppValidationMessages.NetworkNameRequiredForMultipleContainerNetworks
+MSG_HOST_PORT_NETWORK_NAME = (
+    "networkNames must be a single item list when hostPort is specified and more than 1"
+    " container network is defined"
+)
+#: AppValidationMessages.DockerEngineLimitedToSingleContainerNetwork
+MSG_DOCKER_SINGLE_NETWORK = (
+    "may only specify a single container network when using the Docker container engine"
+)
 MSG_CONSTRAINT_OPERATOR = (
     "Constraint operator must be one of the following UNIQUE, CLUSTER, GROUP_BY, LIKE, MAX_PER,"
     " UNLIKE or IS"
@@ -691,6 +700,16 @@ def _validate_container(app: dict[str, Any], c: dict[str, Any], path: str, errs:
     names = [p["name"] for p in _list(pms) if isinstance(p, dict) and p.get("name") is not None]
     if not _unique(names):
         errs.add(pm_path, "Port names must be unique.")
+    # portMappingIsCompatibleWithNetworks: with several container networks a host port
+    # belongs to exactly one of them.
+    if sum(1 for n in _networks(app) if n.get("mode", "container") == "container") > 1:
+        for i, pm in enumerate(_list(pms)):
+            if (
+                isinstance(pm, dict)
+                and pm.get("hostPort") is not None
+                and len(_list(pm.get("networkNames"))) != 1
+            ):
+                errs.add(f"{pm_path}({i})", MSG_HOST_PORT_NETWORK_NAME)
 
     ctype = c.get("type", "DOCKER")
     if isinstance(ctype, str) and ctype.upper() == "DOCKER" and c.get("docker") is None:
@@ -967,6 +986,13 @@ def _validate_full_app(app: dict[str, Any], p: str, base: str, errs: _Errors) ->
             )
 
     external_mod.validate_app(app, p, errs.add)
+    container = _dict(app.get("container"))
+    container_type = str(container.get("type", "DOCKER") if container else "").upper()
+    if (
+        container_type == "DOCKER"
+        and sum(1 for n in _networks(app) if n.get("mode", "container") == "container") > 1
+    ):
+        errs.add(root, MSG_DOCKER_SINGLE_NETWORK)  # complyWithDockerNetworkingRules
     resident = bool(_persistent_volumes(app))
     if app.get("residency") is not None and not resident:
         errs.add(root, "App must contain persistent volumes and define residency")

@@ -5,6 +5,12 @@ outlives the agent process. Everything the agent knows is checkpointed under its
 directory, so a restarted agent process recovers its tasks (Mesos agent recovery):
 executors still alive are watched again, tasks that ended meanwhile get their terminal
 status, and status updates not yet acknowledged are sent again.
+
+A task on a container network (``ContainerInfo.network_infos`` with a name) gets an
+address of its own from the agent's IPAM (``ipam.py``), as a CNI plugin would give it:
+it is in ``$HOST`` (the task has no network namespace here, so it binds that address),
+reported in ``container_status.network_infos`` and freed when the task ends. Its host
+ports (``port_mappings``) lead from the agent's address to the task's (``portmap.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from playground.cluster.node import NodeContext
 from playground.cluster.procs import ProcRef
 from playground.cluster.statedir import atomic_write
 from playground.mesos import constants as C
-from playground.mesos import persistence
+from playground.mesos import ipam, persistence, portmap
 from playground.mesos.resources import Resources, attributes_flat
 from playground.mesos.transport import MessageError, Transport
 from playground.storage import driver as storage_driver
@@ -96,6 +102,8 @@ class Run:
     last_sent: float = 0.0
     popen: subprocess.Popen[bytes] | None = None
     watch_fd: int | None = None
+    #: The container's addresses on its container networks (network name -> IP).
+    networks: dict[str, str] = field(default_factory=dict)
 
     @property
     def task_id(self) -> str:
@@ -136,6 +144,7 @@ class Run:
             "kill_reason": self.kill_reason,
             "mem_peak": self.mem_peak,
             "launched_at": self.launched_at,
+            "networks": self.networks,
         }
         atomic_write(self.meta / "task.json", json.dumps(data).encode(), durable=False)
 
@@ -159,6 +168,7 @@ class Run:
             kill_reason=d.get("kill_reason"),
             mem_peak=int(d.get("mem_peak", 0)),
             launched_at=float(d.get("launched_at", time.time())),
+            networks=dict(d.get("networks") or {}),
         )
 
 
@@ -208,6 +218,16 @@ class Agent:
             )
             resources = Resources.parse(text)
         self.resources = resources
+        addressing = ctx.cluster.get("addressing") or {}
+        #: Addresses of tasks on container networks (the CNI IPAM plugin's role).
+        self.ipam = ipam.Ipam(
+            self.meta / "ipam.json",
+            ctx.name,
+            ipam.pools_for(ctx.topology, ctx.name, int(addressing.get("block", 1))),
+            shared_ip=addressing.get("mode") == "shared-ip",
+        )
+        #: Host ports of tasks on container networks (the CNI port-mapper's role).
+        self.portmap = portmap.PortMapper(self.host)
 
     # ---- identity -------------------------------------------------------------------
     @property
@@ -269,6 +289,14 @@ class Agent:
             else:
                 log.info("task %s: its executor is gone", run.task_id)
                 self.on_executor_exit(run)
+        # Addresses of containers that no longer run are freed; live ones keep theirs.
+        freed, conflicts = self.ipam.reconcile(
+            {r.container_id: (r.task_id, r.networks) for r in self.runs.values() if not r.terminal}
+        )
+        if freed:
+            log.info("freed the addresses of ended containers: %s", ", ".join(freed))
+        for ip in conflicts:
+            log.error("address %s is claimed by two live containers", ip)
 
     def save_agent_id(self) -> None:
         atomic_write(self.meta / "agent.json", json.dumps({"agent_id": self.agent_id}).encode())
@@ -378,9 +406,23 @@ class Agent:
         return out
 
     def container_status(self, run: Run) -> dict[str, Any]:
+        infos: list[dict[str, Any]] = [
+            {"ip_addresses": [{"protocol": "IPv4", "ip_address": self.host}]}
+        ]
+        requested = [n for n in _network_infos(run.info) if n.get("name")]
+        if requested:
+            # As the CNI isolator reports them: the requested NetworkInfos, each with the
+            # address it got (none when the allocation failed).
+            infos = []
+            for n in requested:
+                info = {k: v for k, v in n.items() if k != "ip_addresses"}
+                ip = run.networks.get(str(n["name"]))
+                if ip:
+                    info["ip_addresses"] = [{"protocol": "IPv4", "ip_address": ip}]
+                infos.append(info)
         cs: dict[str, Any] = {
             "container_id": {"value": run.container_id},
-            "network_infos": [{"ip_addresses": [{"protocol": "IPv4", "ip_address": self.host}]}],
+            "network_infos": infos,
         }
         if run.executor is not None:
             cs["executor_pid"] = run.executor.pid
@@ -425,6 +467,10 @@ class Agent:
             )
             if storage_driver.external_volumes(run.info):
                 self.spawn(self.detach_volumes(run))
+            self.portmap.unmap(run.container_id)
+            freed = self.ipam.release(run.container_id)
+            if freed:
+                log.info("task %s ended: freed %s", run.task_id, ", ".join(freed))
         run.checkpoint()
         if len(run.pending) == 1:
             self.spawn(self.send_head(run))
@@ -517,6 +563,10 @@ class Agent:
         for var in ((run.info.get("command") or {}).get("environment") or {}).get("variables", []):
             if var.get("type", "VALUE") == "VALUE" and "name" in var:
                 env[str(var["name"])] = str(var.get("value", ""))
+        if run.networks:
+            # The task's own address: without a network namespace it must bind it itself.
+            ip = next(iter(run.networks.values()))
+            env.update({"HOST": ip, "MESOS_CONTAINER_IP": ip, "LIBPROCESS_IP": ip})
         return env
 
     async def run_task(self, body: dict[str, Any]) -> None:
@@ -549,6 +599,15 @@ class Agent:
             return
         problem = self.volumes.mount(info.get("resources") or [], sandbox)
         if problem is not None:
+            self.update(
+                run, "TASK_FAILED", problem, "REASON_CONTAINER_LAUNCH_FAILED", "SOURCE_AGENT"
+            )
+            return
+        problem = self.allocate_addresses(run) or await self.map_ports(run)
+        if problem is not None:
+            log.warning("task %s: %s", tid, problem)
+            with open(sandbox / "stderr", "ab") as fh:
+                fh.write(f"playground: {problem}\n".encode())
             self.update(
                 run, "TASK_FAILED", problem, "REASON_CONTAINER_LAUNCH_FAILED", "SOURCE_AGENT"
             )
@@ -649,6 +708,44 @@ class Agent:
             self.update(run, "TASK_RUNNING")
             if vol_env:
                 self.spawn(self.report_volume_pid(run))
+
+    def allocate_addresses(self, run: Run) -> str | None:
+        """Give the task an address on each of its container networks; None, or why not."""
+        for info in _network_infos(run.info):
+            name = info.get("name")
+            if not name:
+                continue
+            try:
+                run.networks[str(name)] = self.ipam.allocate(
+                    str(name), run.container_id, run.task_id
+                )
+            except ipam.IpamError as exc:
+                return f"Failed to allocate an IP address on network '{name}': {exc}"
+        if run.networks:
+            log.info(
+                "task %s: %s",
+                run.task_id,
+                ", ".join(f"{ip} on {n}" for n, ip in run.networks.items()),
+            )
+        return None
+
+    async def map_ports(self, run: Run) -> str | None:
+        """Forward the task's host ports to its address; None, or why not."""
+        for info in _network_infos(run.info):
+            ip = run.networks.get(str(info.get("name")))
+            if not ip or not info.get("port_mappings"):
+                continue
+            try:
+                mapped = await self.portmap.map(run.container_id, ip, info["port_mappings"])
+            except portmap.PortMapError as exc:
+                return f"Failed to map the host ports on network '{info['name']}': {exc}"
+            if mapped:
+                log.info(
+                    "task %s: %s",
+                    run.task_id,
+                    ", ".join(f"{self.host}:{h} -> {ip}:{c}" for h, c in mapped),
+                )
+        return None
 
     # ---- external volumes (the storage node's driver) ---------------------------------
     def storage_url(self) -> str | None:
@@ -1197,6 +1294,11 @@ class Agent:
 
     async def run(self) -> int:
         self.recover()
+        for run in list(self.runs.values()):
+            if run.networks and not run.terminal:
+                problem = await self.map_ports(run)  # the forwarders died with the agent
+                if problem:
+                    log.error("task %s: %s", run.task_id, problem)
         loops = [
             asyncio.ensure_future(supervise(fn.__name__, fn, self.ctx.stop))
             for fn in (self.detect_loop, self.retry_loop, self.monitor_loop)
@@ -1206,6 +1308,7 @@ class Agent:
         finally:
             for t in loops:
                 t.cancel()
+            self.portmap.close()
             await self.transport.close()
         return 0
 
@@ -1285,6 +1388,12 @@ def remove_tree(path: Path) -> None:
 
 async def serve(ctx: NodeContext) -> int:
     return await Agent(ctx).run()
+
+
+def _network_infos(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The NetworkInfos a task asks for (named ones are container networks)."""
+    infos = (info.get("container") or {}).get("network_infos") or []
+    return [n for n in infos if isinstance(n, dict)]
 
 
 def _container_image(info: dict[str, Any]) -> str | None:

@@ -92,3 +92,62 @@ def test_unknown_topology_lists_the_shipped_ones() -> None:
     with pytest.raises(t.TopologyError) as err:
         t.load("nope")
     assert err.value.hint is not None and "default" in err.value.hint and "ha" in err.value.hint
+
+
+_NODES = (
+    "nodes:\n - {name: coordinator-1, role: coordinator}\n - {name: master-1, role: master}\n"
+    " - {name: agent-1, role: agent}\n"
+)
+
+
+def test_shipped_topologies_declare_the_dcos_network() -> None:
+    """default and ha declare DC/OS's overlay `dcos` with 254 addresses per agent."""
+    for name in ("default", "ha"):
+        assert t.load(name).networks == (t.NetworkSpec("dcos", 254),)
+    assert t.describe(t.load("default"))["networks"] == [{"name": "dcos", "size": 254}]
+
+
+def test_networks_are_parsed_with_a_default_size() -> None:
+    """`size` defaults to 254; a topology without `networks` has none."""
+    topo = t.parse(
+        {"name": "x", "networks": [{"name": "dcos", "size": 2}, {"name": "blue_1"}]} | _yaml(_NODES)
+    )
+    assert topo.networks == (t.NetworkSpec("dcos", 2), t.NetworkSpec("blue_1", 254))
+    assert t.parse({"name": "x"} | _yaml(_NODES)).networks == ()
+
+
+def _yaml(text: str) -> dict:
+    import yaml
+
+    return dict(yaml.safe_load(text))
+
+
+@pytest.mark.parametrize(
+    ("networks", "message"),
+    [
+        ("networks: dcos\n", "'networks' must be a list"),
+        ("networks: [dcos]\n", "networks[0] must be a mapping"),
+        ("networks: [{size: 2}]\n", "networks[0].name must be lower-case"),
+        ("networks: [{name: Dcos}]\n", "networks[0].name must be lower-case"),
+        ("networks: [{name: dcos}, {name: dcos}]\n", "networks[1].name 'dcos' is declared twice"),
+        (
+            "networks: [{name: dcos, size: 0}]\n",
+            "networks[0].size must be a whole number from 1 to 254",
+        ),
+        ("networks: [{name: dcos, size: 255}]\n", "got 255"),
+        ("networks: [{name: dcos, size: 'x'}]\n", "got 'x'"),
+        ("networks: [{name: dcos, sise: 2}]\n", "networks[0] has unknown field(s) sise"),
+        (
+            "networks: [" + ", ".join(f"{{name: n{i}}}" for i in range(176)) + "]\n",
+            "176 network(s) x 1 agents need 176 address slices; a cluster has 175",
+        ),
+    ],
+)
+def test_invalid_networks_name_the_field(tmp_path: Path, networks: str, message: str) -> None:
+    """A bad `networks` entry fails with the file and the field named."""
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: x\n" + networks + _NODES)
+    with pytest.raises(t.TopologyError) as err:
+        t.load(str(f))
+    assert message in str(err.value)
+    assert str(f) in str(err.value)

@@ -446,6 +446,41 @@ ROOT = "/"
             {"gpus": 1, "container": {"type": "DOCKER", "docker": {"image": "x"}}},
             one(ROOT, "GPU resources only work with the Mesos containerizer"),
         ),
+        (
+            {
+                "networks": [
+                    {"mode": "container", "name": "a"},
+                    {"mode": "container", "name": "b"},
+                ],
+                "container": {
+                    "type": "MESOS",
+                    "portMappings": [
+                        {"containerPort": 80, "networkNames": ["a"]},
+                        {"containerPort": 81, "hostPort": 0},
+                        {"containerPort": 82, "hostPort": 0, "networkNames": ["b"]},
+                    ],
+                },
+            },
+            one(
+                "/container/portMappings(1)",
+                "networkNames must be a single item list when hostPort is specified and more"
+                " than 1 container network is defined",
+            ),
+        ),
+        (
+            {
+                "cmd": _DROP,
+                "networks": [
+                    {"mode": "container", "name": "a"},
+                    {"mode": "container", "name": "b"},
+                ],
+                "container": {"type": "DOCKER", "docker": {"image": "nginx"}},
+            },
+            one(
+                ROOT,
+                "may only specify a single container network when using the Docker container engine",
+            ),
+        ),
     ],
 )
 def test_semantic_errors(overrides: dict[str, Any], expected: list[dict[str, Any]]) -> None:
@@ -486,6 +521,15 @@ def test_semantic_errors(overrides: dict[str, Any], expected: list[dict[str, Any
         {"upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 1}},
         {"unreachableStrategy": "disabled"},
         {"env": {"A": "1", "B": {"secret": "s"}}, "secrets": {"s": {"source": "/x"}}},
+        {
+            # IP-per-task: any network name (Marathon does not know CNI networks), a container
+            # port without a host port, a host port on the only container network.
+            "networks": [{"mode": "container", "name": "not-declared-anywhere"}],
+            "container": {
+                "type": "MESOS",
+                "portMappings": [{"containerPort": 8080}, {"containerPort": 0, "hostPort": 0}],
+            },
+        },
     ],
 )
 def test_valid_variants(overrides: dict[str, Any]) -> None:
