@@ -163,9 +163,7 @@ def choose(topology: Topology, seed: str) -> tuple[str, int, dict[str, NodeAddre
         addrs = plan(topology, mode, block)
         if all(
             port_free(a.host, p) for a in addrs.values() for p in (a.port, *dict(a.extra).values())
-        ) and not dns_ports_taken(
-            topology, addrs, mode, block
-        ):
+        ) and not dns_ports_taken(topology, addrs, mode, block):
             return mode, block, addrs
     raise AddressError(
         "every address block is in use by other clusters on this host",

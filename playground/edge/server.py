@@ -105,6 +105,7 @@ class Edge:
         self.haproxy: asyncio.subprocess.Process | None = None
         self._warned: set[tuple[str, str, str]] = set()
         self._reconnect = asyncio.Event()
+        self.health_cache: dict[str, bool] = {}
 
     # ---- events ---------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> None:
@@ -224,7 +225,13 @@ class Edge:
             return False
         self.last_sync_error = None
         self.last_sync = time.time()
-        cfg = config_mod.build(apps, self.group, edge_host=self.host)
+        cfg = config_mod.build(
+            apps,
+            self.group,
+            edge_host=self.host,
+            reserved_ports=self.render_settings().reserved_ports(),
+            health_cache=self.health_cache,
+        )
         changed = cfg != self.config
         if changed and reconcile and not announced:
             self.mark_stale("a reconciliation poll found changes no event announced")
@@ -272,23 +279,23 @@ class Edge:
         atomic_write(self.work / "routes.json", json.dumps(self.routes(), indent=1).encode())
 
     # ---- HAProxy engine -------------------------------------------------------------
-    def render_settings(self) -> Any:
+    def render_settings(self) -> config_mod.RenderSettings:
+        # With the haproxy engine the edge process keeps the admin port (9090) and
+        # HAProxy's own stats listener sits beside it; the X-Marathon-App-Id frontend
+        # (marathon-lb's 9091) is not rendered.
+        haproxy = self.engine == "haproxy"
         return config_mod.RenderSettings(
+            state_dir=self.work,
             bind_host=self.host,
             http_port=self.http_port or 80,
             https_port=self.https_port or 443,
-            stats_port=self.haproxy_stats_port(),
-            pid_path=str(self.work / "haproxy.pid"),
-            socket_path=str(self.work / "haproxy.sock"),
-            cert_path=str(self.cert_path()),
+            stats_port=self.ctx.address.port + 1 if haproxy else self.ctx.address.port,
+            appid_port=None,
+            log_target=None,
         )
 
-    def haproxy_stats_port(self) -> int:
-        # HAProxy's own stats listener sits beside the edge's admin port.
-        return self.ctx.address.port + 1
-
     def cert_path(self) -> Path:
-        path = self.work / "edge.pem"
+        path = Path(self.render_settings().cert_path or self.work / "edge-cert.pem")
         if not path.exists():
             config_mod.generate_certificate(path)
         return path
@@ -304,6 +311,7 @@ class Edge:
             )
         cfg_path = self.work / "haproxy.cfg"
         candidate = self.work / "haproxy.cfg.new"
+        self.cert_path()
         atomic_write(candidate, self.render().encode())
         check = await asyncio.create_subprocess_exec(
             binary, "-c", "-q", "-f", str(candidate),

@@ -64,6 +64,7 @@ def web_app(app_id: str, instances: int = 3, **labels: str) -> dict[str, Any]:
         instances,
         portDefinitions=[{"port": 0, "name": "http"}],
         labels=dict(labels),
+        mem=128,  # a Python web server: 32 MB would be over its limit, and killed
     )
 
 
@@ -191,7 +192,7 @@ def test_an_unhealthy_task_stops_getting_traffic(
         "gracePeriodSeconds": 1,
         "intervalSeconds": 1,
         "timeoutSeconds": 1,
-        "maxConsecutiveFailures": 0,
+        "maxConsecutiveFailures": 1000,  # keep the sick task (0 would kill at once)
     }
     app = web_app("/sick/web", 2, HAPROXY_GROUP="external")
     app["healthChecks"] = [check]
