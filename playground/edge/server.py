@@ -292,6 +292,7 @@ class Edge:
             stats_port=self.ctx.address.port + 1 if haproxy else self.ctx.address.port,
             appid_port=None,
             log_target=None,
+            maxconn=_maxconn(),
         )
 
     def cert_path(self) -> Path:
@@ -328,6 +329,13 @@ class Edge:
                     binary, "-W", "-db", "-f", str(cfg_path),
                     stdout=logf, stderr=logf,
                 )  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.haproxy.wait(), 0.3)
+            if self.haproxy.returncode is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-3:]
+                raise RuntimeError(
+                    f"haproxy exited at start ({self.haproxy.returncode}): " + " | ".join(tail)
+                )
             log.info("started haproxy (pid %d)", self.haproxy.pid)
         else:
             self.haproxy.send_signal(signal.SIGUSR2)  # master-worker: re-read the file
@@ -527,6 +535,16 @@ class Edge:
                     await asyncio.wait_for(self.haproxy.wait(), 2.0)
             await self.session.close()
         return 0
+
+
+def _maxconn() -> int:
+    """HAProxy needs about two descriptors per connection: stay within this user's limit."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 50000
+    return max(256, min(50000, (soft - 200) // 2))
 
 
 def stats_html(csv: str, status: dict[str, Any]) -> str:

@@ -34,10 +34,13 @@ def test_cluster_clock_runs_scaled() -> None:
 
 
 def test_per_ip_plan_gives_every_node_its_own_address() -> None:
-    """In per-IP mode each node has its own 127.77.K.N, with the real systems' ports."""
+    """In per-IP mode each node has its own 127.77.K.N, with the real systems' ports; the
+    edge runs on its public agent's address (marathon-lb on the public agent)."""
     plan = addresses.plan(load("ha"), "per-ip", 7)
-    hosts = [a.host for a in plan.values()]
+    hosts = [a.host for n, a in plan.items() if not n.startswith("edge-")]
     assert len(set(hosts)) == len(hosts)
+    assert plan["edge-1"].host == plan["public-agent-1"].host
+    assert plan["edge-1"].port == 9090 and plan["edge-1"].port_of("http") in (80, 8080)
     assert all(h.startswith("127.77.7.") for h in hosts)
     assert (
         plan["master-2"].port == 5050
