@@ -76,7 +76,7 @@ def test_topology_commands() -> None:
     names = [t["name"] for t in as_json(run("topology", "list", "--json"))]
     assert {"default", "ha"} <= set(names)
     ha = as_json(run("topology", "show", "ha", "--json"))
-    assert ha["quorum"] == 2 and len(ha["nodes"]) == 16
+    assert ha["quorum"] == 2 and len(ha["nodes"]) == 17
     assert run("topology", "show", "nope", check=1).stderr.startswith("error: unknown topology")
 
 
@@ -109,6 +109,7 @@ def test_lifecycle_up_status_down_resume_destroy(tmp_path: Path) -> None:
         "public-agent-1",
         "storage-1",
         "marathon-1",
+        "edge-1",
         "monitor-1",
     ]
     for n in st["nodes"]:
@@ -129,14 +130,14 @@ def test_lifecycle_up_status_down_resume_destroy(tmp_path: Path) -> None:
     assert as_json(run("task", "list", "--json", "--state-dir", str(state))) == []
     # down: nothing of the cluster is left.
     down = as_json(run("down", "--json", "--state-dir", str(state)))
-    assert len(down["stopped"]) == 9
+    assert len(down["stopped"]) == 10
     assert procs.find_marked(state) == []
     st = as_json(run("status", "--json", "--state-dir", str(state)))
     assert {n["state"] for n in st["nodes"]} == {"stopped"}
     assert st["endpoints"]["master"] is None
     # Resume keeps the agents' identities (their disks).
     resumed = as_json(run("up", "--json", "--state-dir", str(state)))
-    assert len(resumed["started"]) == 9
+    assert len(resumed["started"]) == 10
     run("destroy", "--yes", "--state-dir", str(state))
     assert not state.exists()
     assert procs.find_marked(state) == []
@@ -162,9 +163,9 @@ def test_two_clusters_get_disjoint_addresses_and_clean_finds_leftovers(tmp_path:
         rec["desired"] = "stopped"
         (a / "cluster.json").write_text(json.dumps(rec))
         ended = as_json(run("clean", "--json", "--state-dir", str(a)))["ended"]
-        assert len(ended) == 9
+        assert len(ended) == 10
         assert procs.find_marked(a) == []
-        assert len(procs.find_marked(b)) == 9, "clean must not touch another cluster"
+        assert len(procs.find_marked(b)) == 10, "clean must not touch another cluster"
     finally:
         run("destroy", "-y", "--state-dir", str(a), check=None)
         run("destroy", "-y", "--state-dir", str(b), check=None)

@@ -15,6 +15,7 @@ NODE_PACKAGES = [
     "workloads",
     "storage",
     "dns",
+    "edge",
 ]
 FORBIDDEN_FOR_NODES = ("tui", "textual", "docker")
 

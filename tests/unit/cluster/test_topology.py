@@ -21,6 +21,7 @@ def test_default_topology() -> None:
         "public-agent-1",
         "storage-1",
         "marathon-1",
+        "edge-1",
         "monitor-1",
     ]
     assert [n.zone for n in topo.by_role("agent")] == ["a", "b", "c"]
