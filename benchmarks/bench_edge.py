@@ -86,7 +86,7 @@ def one_run(state: Path, engine: str, seconds: int, kills: int) -> dict[str, obj
         if time.monotonic() > deadline:
             raise SystemExit("the benchmark app never got served")
         time.sleep(0.1)
-    port = [x for x in httpx.get(routes).json() if x["app"] == "/bench/web"][0]["service_port"]
+    port = next(x for x in httpx.get(routes).json() if x["app"] == "/bench/web")["service_port"]
     direct = wrk(f"http://{b['host']}:{b['port']}/", seconds)
     edge = wrk(f"http://{ep['edge']}:{port}/", seconds)
     follow = []
