@@ -239,3 +239,221 @@ def routes(as_json: bool) -> None:
 
 
 COMMANDS = (expose, unexpose, routes)
+
+
+# ---- zdd: blue/green as marathon-lb's zdd.py does it --------------------------------------
+ZDD_LABELS = ("HAPROXY_DEPLOYMENT_GROUP", "HAPROXY_DEPLOYMENT_ALT_PORT")
+
+
+def _load_app_file(path: str) -> dict[str, Any]:
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise PlaygroundError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise PlaygroundError(f"{path} is not valid JSON or YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise PlaygroundError(f"{path} is not a Marathon app definition (an object with an id)")
+    return data
+
+
+def _zdd_plan(app: dict[str, Any]) -> tuple[str, int, int]:
+    """(group, main service port, alt port) of a zdd app definition, or a clear error."""
+    labels = app.get("labels") or {}
+    missing = [k for k in ZDD_LABELS if not str(labels.get(k, "")).strip()]
+    if missing:
+        raise PlaygroundError(
+            f"{app['id']} has no {' and no '.join(missing)} label",
+            hint="a blue/green app needs HAPROXY_DEPLOYMENT_GROUP (its name on the edge) and "
+            "HAPROXY_DEPLOYMENT_ALT_PORT (the second service port), as marathon-lb's zdd",
+        )
+    try:
+        alt = int(labels["HAPROXY_DEPLOYMENT_ALT_PORT"])
+    except ValueError:
+        raise PlaygroundError("HAPROXY_DEPLOYMENT_ALT_PORT must be a port number") from None
+    ports = [int(p.get("port", 0)) for p in app.get("portDefinitions") or []]
+    main = int(labels.get("HAPROXY_0_PORT") or (ports[0] if ports else 0))
+    if not main:
+        raise PlaygroundError(
+            f"{app['id']} needs a fixed service port (portDefinitions[0].port) for zdd",
+            hint="the edge serves the group on that port; the colours alternate between it "
+            "and HAPROXY_DEPLOYMENT_ALT_PORT",
+        )
+    if main == alt:
+        raise PlaygroundError("HAPROXY_DEPLOYMENT_ALT_PORT must differ from the service port")
+    return str(labels["HAPROXY_DEPLOYMENT_GROUP"]), main, alt
+
+
+def _group_apps(client: Any, group: str) -> list[dict[str, Any]]:
+    apps = client.list_apps(embed=("apps.tasks",), label=f"HAPROXY_DEPLOYMENT_GROUP=={group}")
+    return sorted(
+        apps, key=lambda a: str((a.get("labels") or {}).get("HAPROXY_DEPLOYMENT_STARTED_AT", ""))
+    )
+
+
+def _wait_drained(
+    edge: EdgeClient, group: str, old_tasks: set[str], timeout: float, say: Any
+) -> None:
+    """Wait until the edge sends no new connection to ``old_tasks`` and none is open."""
+    route_app = "/" + group.strip("/")
+    deadline = time.monotonic() + timeout
+    said = False
+    while time.monotonic() < deadline:
+        route = next((r for r in edge.routes() if r["app"] == route_app), None)
+        olds = [b for b in (route or {}).get("backends", []) if b["task_id"] in old_tasks]
+        if route is not None and all(b["draining"] or not b["healthy"] for b in olds):
+            names = {b["name"] for b in olds}
+            busy = [
+                r
+                for r in edge.stats()
+                if r.get("pxname") == route["backend"]
+                and r.get("svname") in names
+                and r.get("scur") not in ("", "0")
+            ]
+            if not busy:
+                return
+            if not said:
+                say(f"waiting for {len(busy)} old server(s) to finish their connections")
+                said = True
+        time.sleep(0.1)
+    raise PlaygroundError(
+        f"the old tasks of {group} were still getting traffic after {timeout:g}s",
+        hint="`playground routes` shows the group's backends; nothing was deleted",
+    )
+
+
+@click.command()
+@click.argument("app_file", metavar="APP_FILE")
+@click.option(
+    "--new-instances",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Start only N instances of the new colour and stop there: traffic is split by "
+    "instance counts (finish with --complete).",
+)
+@click.option(
+    "--complete", is_flag=True, help="Finish a split deployment: all traffic to the new colour."
+)
+@click.option("--timeout", type=float, default=300.0, show_default=True, metavar="S")
+@json_option
+@state_dir_option
+@handle_errors
+def zdd(
+    app_file: str, new_instances: int | None, complete: bool, timeout: float, as_json: bool
+) -> None:
+    """Blue/green deploy APP_FILE through the edge without dropping requests (marathon-lb's zdd).
+
+    The app needs HAPROXY_DEPLOYMENT_GROUP and HAPROXY_DEPLOYMENT_ALT_PORT labels and a
+    fixed service port. The first deploy is blue; the next deploys the other colour on
+    the alternate service port, waits until its tasks are healthy, lets the edge drain the
+    old colour's connections, then removes the old app. The edge serves the group on the
+    main service port throughout.
+    """
+    app = _load_app_file(app_file)
+    group, main, alt = _zdd_plan(app)
+    client = marathon_client()
+    say = progress_printer(not as_json)
+    base = normalize_id(str((app.get("labels") or {}).get("HAPROXY_APP_ID") or app["id"]))
+    for suffix in ("-blue", "-green"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    existing = _group_apps(client, group)
+    edge, _st = edge_client()
+    result: dict[str, Any] = {"group": group}
+    with edge:
+        if complete:
+            if len(existing) < 2:
+                raise PlaygroundError(
+                    f"no split deployment of {group} to complete",
+                    hint="`playground zdd APP_FILE` deploys the next colour in one go",
+                )
+            old, new = existing[0], existing[-1]
+            target = int(
+                new["labels"].get("HAPROXY_DEPLOYMENT_TARGET_INSTANCES") or app.get("instances", 1)
+            )
+            say(f"scaling {new['id']} to {target}")
+            with hints(not_found=new["id"]):
+                dep = client.scale_app(new["id"], target)["deploymentId"]
+            client.wait_for_deployment(dep, timeout=timeout)
+            client.wait_app_running(new["id"], timeout=timeout)
+        else:
+            if len(existing) > 1:
+                raise PlaygroundError(
+                    f"a split deployment of {group} is in progress "
+                    f"({', '.join(a['id'] for a in existing)})",
+                    hint="`playground zdd APP_FILE --complete` finishes it",
+                )
+            old = existing[0] if existing else None
+            colour = "blue"
+            port = main
+            if old is not None:
+                colour = (
+                    "green" if old["labels"].get("HAPROXY_DEPLOYMENT_COLOUR") == "blue" else "blue"
+                )
+                old_port = int((old.get("portDefinitions") or [{}])[0].get("port", 0))
+                port = alt if old_port == main else main
+            target = int(app.get("instances", 1))
+            new = dict(app)
+            new["id"] = f"{base}-{colour}"
+            labels = dict(app.get("labels") or {})
+            labels.update(
+                HAPROXY_APP_ID=base,
+                HAPROXY_DEPLOYMENT_COLOUR=colour,
+                HAPROXY_DEPLOYMENT_STARTED_AT=time.strftime(
+                    "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()
+                ),
+                HAPROXY_DEPLOYMENT_TARGET_INSTANCES=str(target),
+                HAPROXY_0_PORT=str(main),
+            )
+            instances = target
+            if old is not None and new_instances is not None:
+                instances = min(new_instances, target)
+                labels["HAPROXY_DEPLOYMENT_NEW_INSTANCES"] = str(instances)
+            new["labels"] = labels
+            new["instances"] = instances
+            defs = [dict(p) for p in app.get("portDefinitions") or [{"port": port}]]
+            defs[0]["port"] = port
+            new["portDefinitions"] = defs
+            say(f"deploying {new['id']} ({instances} of {target}) on service port {port}")
+            with hints():
+                _created, dep = client.create_app(new)
+            if dep:
+                client.wait_for_deployment(dep, timeout=timeout)
+            client.wait_app_running(new["id"], timeout=timeout)
+            new = client.get_app(new["id"])
+            if old is None or new_instances is not None:
+                if old is None:
+                    _wait_route(edge, "/" + group.strip("/"), min(instances, 1), timeout)
+                result.update(
+                    new_app=new["id"], old_app=old["id"] if old else None, split=old is not None
+                )
+                if as_json:
+                    emit_json(result)
+                else:
+                    click.echo(
+                        f"{group} on port {main}: {new['id']} ({instances} instance(s))"
+                        + (f" beside {old['id']}" if old else "")
+                    )
+                return
+        old_tasks = {t["id"] for t in client.list_tasks(old["id"])}
+        say(f"draining {old['id']} on the edge")
+        _wait_drained(edge, group, old_tasks, timeout, say)
+        say(f"removing {old['id']}")
+        with hints(not_found=old["id"]):
+            dep = client.delete_app(old["id"])["deploymentId"]
+        client.wait_for_deployment(dep, timeout=timeout)
+    result.update(new_app=new["id"], old_app=old["id"], split=False)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"{group} on port {main}: {new['id']} serves all traffic; {old['id']} removed")
+
+
+COMMANDS = (*COMMANDS, zdd)

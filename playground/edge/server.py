@@ -372,6 +372,7 @@ class Edge:
                     "sticky": svc.sticky,
                     "backends": [
                         {
+                            "name": s.name,
                             "host": s.host,
                             "port": s.port,
                             "healthy": s.healthy,

@@ -272,3 +272,58 @@ def test_the_edge_goes_down_with_its_public_agent_and_returns_with_it(
     cluster.start("public-agent-1")
     assert {n.name: n.state for n in cluster.nodes()}["edge-1"] == "running"
     wait_until(lambda: httpx.get(url, timeout=2).status_code == 200, 10, desc="served again")
+
+
+def test_blue_green_with_zdd_switches_without_failed_requests(
+    m: Marathon, edge: EdgeClient, cluster: EmbeddedBackend, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+
+    from tests.conftest import playground_cmd
+
+    app = web_app("/bg", 2, HAPROXY_GROUP="external", HAPROXY_DEPLOYMENT_GROUP="bg",
+                  HAPROXY_DEPLOYMENT_ALT_PORT="10611")  # fmt: skip
+    app["portDefinitions"] = [{"port": 10610}]
+    app["healthChecks"] = [{"protocol": "MESOS_HTTP", "path": "/health", "portIndex": 0,
+                            "gracePeriodSeconds": 5, "intervalSeconds": 1, "timeoutSeconds": 1}]  # fmt: skip
+    path = tmp_path / "bg.json"
+    path.write_text(json.dumps(app))
+
+    def zdd(*extra: str) -> dict[str, Any]:
+        cp = subprocess.run(
+            [*playground_cmd(), "zdd", str(path), *extra, "--json", "--state-dir", str(cluster.state_dir)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        return json.loads(cp.stdout)
+
+    first = zdd()
+    assert first["new_app"] == "/bg-blue" and first["old_app"] is None
+    blue = {t["id"] for t in answering(m.tasks("/bg-blue"))}
+    url = f"http://{cluster.endpoints()['edge']}:10610/"
+    wait_until(
+        lambda: {httpx.get(url, timeout=2).text.strip() for _ in range(6)} == blue,
+        10,
+        desc="blue served",
+    )
+    with Load(url) as load:
+        time.sleep(0.3)
+        second = zdd()
+        time.sleep(0.5)
+    assert second == {"group": "bg", "new_app": "/bg-green", "old_app": "/bg-blue", "split": False}
+    assert [a["id"] for a in m.apps()] == ["/bg-green"]
+    assert m.app("/bg-green")["portDefinitions"][0]["port"] == 10611  # the alternate port
+    green = {t["id"] for t in m.tasks("/bg-green")}
+    assert not load.failed, load.failed[:5]
+    assert {tid for _t, tid in load.ok} >= green | blue  # both colours answered on the way
+    assert {httpx.get(url, timeout=2).text.strip() for _ in range(6)} == green
+    # a split deployment: one new instance beside the two old ones, then --complete
+    split = zdd("--new-instances", "1")
+    assert split["new_app"] == "/bg-blue" and split["split"] is True
+    route = route_of(edge, "/bg")
+    assert sum(b["draining"] for b in route["backends"]) <= 1
+    with pytest.raises(AssertionError):
+        zdd()  # a split is in progress: refused
+    done = zdd("--complete")
+    assert done["old_app"] == "/bg-green" and [a["id"] for a in m.apps()] == ["/bg-blue"]
