@@ -21,6 +21,7 @@ from playground.cli.common import (
     emit_json,
     handle_errors,
     json_option,
+    node_endpoint,
     progress_printer,
     state_dir,
     state_dir_option,
@@ -110,21 +111,16 @@ APP_FIELDS = frozenset(
 # ---- plumbing ---------------------------------------------------------------------------
 def marathon_client() -> MarathonClient:
     """A client for the cluster's Marathon, or a PlaygroundError saying why there is none."""
-    cluster = Cluster(state_dir())
-    st = cluster.status()
-    url = st["endpoints"].get("marathon")
-    if not url:
-        raise PlaygroundError(
-            f"cluster '{st['topology']}' has no Marathon node",
-            hint="its topology has no `marathon` node; a cluster started with the default "
-            "topology (`playground up`) has one",
-        )
-    node = next((n for n in st["nodes"] if n.get("role") == "marathon"), None)
-    if node is not None and node.get("state") != "running":
-        raise PlaygroundError(
-            f"Marathon ({node['name']}) is {node.get('state')}",
-            hint="`playground up` starts it",
-        )
+    st = Cluster(state_dir()).status()
+    url = node_endpoint(
+        st,
+        "marathon",
+        "marathon",
+        "Marathon node",
+        "its topology has no `marathon` node; a cluster started with the default "
+        "topology (`playground up`) has one",
+        "`playground up` starts it",
+    )
     return MarathonClient(url)
 
 

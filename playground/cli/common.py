@@ -82,3 +82,23 @@ def progress_printer(enabled: bool) -> Callable[[str], None]:
             click.echo(msg, err=True)
 
     return say
+
+
+def node_endpoint(
+    status: dict, role: str, key: str, missing: str, no_node_hint: str, down_hint: str
+) -> str:
+    """The URL ``status["endpoints"][key]`` of the node of ``role``, or a PlaygroundError
+    saying that the topology has no such node (``missing`` names it) or that it is down."""
+    from playground.errors import PlaygroundError
+
+    url = status["endpoints"].get(key)
+    if not url:
+        raise PlaygroundError(f"cluster '{status['topology']}' has no {missing}", hint=no_node_hint)
+    node = next((n for n in status["nodes"] if n.get("role") == role), None)
+    if node is not None and node.get("state") != "running":
+        raise PlaygroundError(f"{node_label(role, node)} is {node.get('state')}", hint=down_hint)
+    return str(url)
+
+
+def node_label(role: str, node: dict) -> str:
+    return {"marathon": "Marathon", "edge": "the edge"}.get(role, role) + f" ({node['name']})"

@@ -17,6 +17,7 @@ from playground.cli.common import (
     emit_json,
     handle_errors,
     json_option,
+    node_endpoint,
     progress_printer,
     state_dir,
     state_dir_option,
@@ -33,20 +34,15 @@ SERVICE_PORTS = (10000, 20000)
 def edge_client() -> tuple[EdgeClient, dict[str, Any]]:
     """A client of the cluster's edge, and the cluster's status."""
     st = Cluster(state_dir()).status()
-    url = st["endpoints"].get("edge_stats")
-    if not url:
-        raise PlaygroundError(
-            f"cluster '{st['topology']}' has no edge node",
-            hint="its topology has no `edge` node; the shipped topologies run edge-1 "
-            "on the public agent",
-        )
-    node = next((n for n in st["nodes"] if n.get("role") == "edge"), None)
-    if node is not None and node.get("state") != "running":
-        raise PlaygroundError(
-            f"the edge ({node['name']}) is {node.get('state')}",
-            hint="it runs on public-agent-1: `playground heal public-agent-1` (or "
-            "`playground up`) starts it",
-        )
+    url = node_endpoint(
+        st,
+        "edge",
+        "edge_stats",
+        "edge node",
+        "its topology has no `edge` node; the shipped topologies run edge-1 on the public agent",
+        "it runs on public-agent-1: `playground heal public-agent-1` (or `playground up`) "
+        "starts it",
+    )
     return EdgeClient(url), st
 
 

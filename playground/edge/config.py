@@ -490,6 +490,20 @@ def _parse_bool(value: str) -> bool | None:
     return None
 
 
+def _bool_label(
+    named: Mapping[str, tuple[str, str]], name: str, default: bool, notes: _Notes
+) -> bool:
+    """A boolean ``HAPROXY_{n}_<name>`` label; a malformed one is noted and ``default`` kept."""
+    if name not in named:
+        return default
+    key, value = named[name]
+    parsed = _parse_bool(value)
+    if parsed is None:
+        notes.malformed(key, value, "not a boolean (true/t/yes/y or false/f/no/n)")
+        return default
+    return parsed
+
+
 def _parse_int(value: str) -> int | None:
     try:
         return int(str(value).strip())
@@ -780,15 +794,7 @@ def _services_of(
         selected = _port_groups(named, app_groups, notes)
         if not ("*" in groups or set(selected) & groups):
             continue
-        enabled = not strict_mode
-        if "ENABLED" in named:
-            key, value = named["ENABLED"]
-            parsed = _parse_bool(value)
-            if parsed is None:
-                notes.malformed(key, value, "not a boolean (true/t/yes/y or false/f/no/n)")
-            else:
-                enabled = parsed
-        if not enabled:
+        if not _bool_label(named, "ENABLED", not strict_mode, notes):
             continue
         candidate = _service(
             view, index, int(raw_port), named, selected, notes, tasks, edge_host, service_ports
@@ -965,14 +971,7 @@ def _service(
         else:
             notes.malformed(key, value, "not a balance algorithm (" + ", ".join(BALANCES) + ")")
 
-    sticky = False
-    if "STICKY" in named:
-        key, value = named["STICKY"]
-        parsed_bool = _parse_bool(value)
-        if parsed_bool is None:
-            notes.malformed(key, value, "not a boolean (true/t/yes/y or false/f/no/n)")
-        else:
-            sticky = parsed_bool
+    sticky = _bool_label(named, "STICKY", False, notes)
 
     weight = 0
     if "BACKEND_WEIGHT" in named:

@@ -493,19 +493,23 @@ class Proxy:
         backend.bin += sent
         front.bin += sent
 
+        rows = (counters, backend, front)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, field: str) -> None:
+            """Copy ``src`` to ``dst`` until EOF, counting bytes in ``field`` of each row."""
+            while True:
+                data = await src.read(BUFFER)
+                if not data:
+                    break
+                for row in rows:
+                    setattr(row, field, getattr(row, field) + len(data))
+                dst.write(data)
+                if dst.transport.get_write_buffer_size() > BUFFER:
+                    await dst.drain()
+
         async def upstream() -> None:
             try:
-                while True:
-                    data = await reader.read(BUFFER)
-                    if not data:
-                        break
-                    n = len(data)
-                    counters.bin += n
-                    backend.bin += n
-                    front.bin += n
-                    up_writer.write(data)
-                    if up_writer.transport.get_write_buffer_size() > BUFFER:
-                        await up_writer.drain()
+                await pump(reader, up_writer, "bin")
             finally:
                 with contextlib.suppress(Exception):
                     if up_writer.can_write_eof():
@@ -519,17 +523,7 @@ class Proxy:
                     head = b""
                 if head:
                     writer.write(add_cookie(head, sticky_name))
-            while True:
-                data = await up_reader.read(BUFFER)
-                if not data:
-                    break
-                n = len(data)
-                counters.bout += n
-                backend.bout += n
-                front.bout += n
-                writer.write(data)
-                if writer.transport.get_write_buffer_size() > BUFFER:
-                    await writer.drain()
+            await pump(up_reader, writer, "bout")
             with contextlib.suppress(Exception):
                 await writer.drain()
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -106,6 +105,7 @@ class Edge:
         self._warned: set[tuple[str, str, str]] = set()
         self._reconnect = asyncio.Event()
         self.health_cache: dict[str, bool] = {}
+        self.settings = self._render_settings()
 
     # ---- events ---------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> None:
@@ -229,7 +229,7 @@ class Edge:
             apps,
             self.group,
             edge_host=self.host,
-            reserved_ports=self.render_settings().reserved_ports(),
+            reserved_ports=self.settings.reserved_ports(),
             health_cache=self.health_cache,
         )
         changed = cfg != self.config
@@ -273,13 +273,9 @@ class Edge:
             self.reload_errors += 1
             self.last_reload_error = str(exc)
             log.error("applying the configuration failed: %s", exc)
-        self.write_routes()
-
-    def write_routes(self) -> None:
-        atomic_write(self.work / "routes.json", json.dumps(self.routes(), indent=1).encode())
 
     # ---- HAProxy engine -------------------------------------------------------------
-    def render_settings(self) -> config_mod.RenderSettings:
+    def _render_settings(self) -> config_mod.RenderSettings:
         # With the haproxy engine the edge process keeps the admin port (9090) and
         # HAProxy's own stats listener sits beside it; the X-Marathon-App-Id frontend
         # (marathon-lb's 9091) is not rendered.
@@ -296,13 +292,13 @@ class Edge:
         )
 
     def cert_path(self) -> Path:
-        path = Path(self.render_settings().cert_path or self.work / "edge-cert.pem")
+        path = Path(self.settings.cert_path or self.work / "edge-cert.pem")
         if not path.exists():
             config_mod.generate_certificate(path)
         return path
 
     def render(self) -> str:
-        return config_mod.render_haproxy(self.config, self.render_settings())
+        return config_mod.render_haproxy(self.config, self.settings)
 
     async def reload_haproxy(self) -> None:
         binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -523,7 +519,6 @@ class Edge:
             asyncio.ensure_future(supervise(fn.__name__, fn, self.ctx.stop))
             for fn in (self.follow_loop, self.refresh_loop)
         ]
-        self.write_routes()
         try:
             await run_app(self.app(), self.host, self.ctx.address.port, self.ctx.stop)
         finally:
