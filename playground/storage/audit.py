@@ -148,21 +148,22 @@ class AuditLog:
         Raises:
             OSError: the file cannot be written.
         """
-        ts = time.time()
-        entry: dict[str, Any] = {
-            "time": _iso(ts),
-            "ts": round(ts, 6),
-            "who": scrub(str(who)),
-            "action": scrub(str(action)),
-            "target": scrub(str(target)),
-            "outcome": scrub(str(outcome)),
-            "details": scrub(details),
-        }
-        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            # Stamped under the lock, so the file is in time order across writers.
+            ts = time.time()
+            entry: dict[str, Any] = {
+                "time": _iso(ts),
+                "ts": round(ts, 6),
+                "who": scrub(str(who)),
+                "action": scrub(str(action)),
+                "target": scrub(str(target)),
+                "outcome": scrub(str(outcome)),
+                "details": scrub(details),
+            }
+            line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 # The last line was torn by a crash: end it, so ours stays whole.

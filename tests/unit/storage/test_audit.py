@@ -128,7 +128,8 @@ def _writer(path: str, n: int, who: str) -> None:
 
 
 def test_concurrent_appends_from_several_processes_never_interleave(tmp_path: Path) -> None:
-    """Four processes append 200 ~2 KiB entries each: 800 whole lines, each writer's in order."""
+    """Four processes append 200 ~2 KiB entries each: 800 whole lines, each writer's in
+    order, and the file as a whole in time order (stamps are taken under the lock)."""
     path = tmp_path / "audit.jsonl"
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(str(path), 200, f"w{k}")) for k in range(4)]
@@ -144,6 +145,8 @@ def test_concurrent_appends_from_several_processes_never_interleave(tmp_path: Pa
         mine = [e["details"]["i"] for e in entries if e["who"] == f"w{k}"]
         assert mine == list(range(200))
         assert all(e["details"]["note"] == f"w{k}" * 500 for e in entries if e["who"] == f"w{k}")
+    stamps = [e["ts"] for e in entries]
+    assert stamps == sorted(stamps)
 
 
 def test_current_user_names_the_login_and_channel() -> None:
