@@ -36,7 +36,7 @@ def _check(reply: DnsReply, name: str, qtype: str, dns_http: str | None) -> None
     if reply.rcode == "REFUSED":
         raise PlaygroundError(
             f"{name}: refused (REFUSED): the cluster's DNS answers only names in .mesos "
-            "and forwards nothing off the machine",
+            "(and named VIPs in .l4lb.thisdcos.directory) and forwards nothing off the machine",
             hint="ask for a name ending in .mesos (or give NAME without a trailing dot)",
         )
     if reply.rcode != "NOERROR":
@@ -80,7 +80,8 @@ def dns(name: str, qtype: str | None, tcp: bool, as_json: bool) -> None:
       web-prod.marathon.slave.mesos        A    the agents running it
 
     and for the cluster: leader.mesos, master.mesos, master0.mesos, slave.mesos,
-    marathon.mesos.
+    marathon.mesos. A named VIP ("VIP_0": "/prod/web:80") answers as
+    prodweb.marathon.l4lb.thisdcos.directory (see `playground vips`).
 
     NAME without the domain gets .mesos appended (web-prod.marathon asks for
     web-prod.marathon.mesos); a trailing dot asks for exactly NAME, as dig does.

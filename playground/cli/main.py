@@ -20,6 +20,7 @@ from playground.cli.dns import dns
 from playground.cli.doctor import doctor
 from playground.cli.task import task
 from playground.cli.topology import topology
+from playground.cli.vips import vips
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -63,6 +64,7 @@ for cmd in (
     cloud_cmds.cloudsnap,
     *edge_cmds.COMMANDS,
     dns,
+    vips,
 ):
     main.add_command(cmd)
 for verb in storage_cmds.CLOUDSNAP_COMMANDS:

@@ -54,15 +54,21 @@ class DnsReply:
         return None
 
 
+#: The zone of named VIPs (answered by the same DNS; see playground.l4lb).
+L4LB_DOMAIN = "l4lb.thisdcos.directory"
+
+
 def qualify(name: str, domain: str = "mesos") -> str:
     """The name to ask for: ``name`` with ``.<domain>`` appended unless it ends with it.
 
-    A trailing dot means "exactly this name", as in ``dig``.
+    A trailing dot means "exactly this name", as in ``dig``. Named VIPs
+    (``<name>.marathon.l4lb.thisdcos.directory``) are asked for as they are.
     """
     if name.endswith("."):
         return name
-    if name.lower() == domain or name.lower().endswith("." + domain):
-        return name + "."
+    for zone in (domain, L4LB_DOMAIN):
+        if name.lower() == zone or name.lower().endswith("." + zone):
+            return name + "."
     return f"{name}.{domain}."
 
 

@@ -35,6 +35,10 @@ from playground.cluster.httpserver import json_response
 from playground.dns import records
 from playground.dns.config import URL, VERSION, DnsConfig
 from playground.dns.records import RecordSet
+from playground.l4lb.vips import L4LB_DOMAIN
+
+#: The zone named VIPs are answered in (``<name>.marathon.l4lb.thisdcos.directory``).
+VIP_ZONE = L4LB_DOMAIN
 
 if TYPE_CHECKING:
     import aiohttp
@@ -70,6 +74,12 @@ class Resolver:
         self.records = RecordSet()
         self.rng = rng or random.Random()
         self.loaded = False
+        #: Named VIPs (``<name>.marathon.l4lb.thisdcos.directory`` -> IP), set by the VIP
+        #: balancer beside the same master (DC/OS's dcos-dns answers this zone).
+        self.vips: dict[str, str] = {}
+
+    def set_vips(self, names: dict[str, str]) -> None:
+        self.vips = {k.lower().rstrip("."): v for k, v in names.items()}
 
     def set_records(self, rs: RecordSet) -> None:
         """Serve ``rs`` from now on; the SOA serial becomes the time of this reload."""
@@ -78,8 +88,20 @@ class Resolver:
         self.loaded = True
 
     def in_domain(self, name: str) -> bool:
-        zone = self.config.zone
-        return name == zone or name.endswith("." + zone)
+        zones = (self.config.zone, VIP_ZONE + ".")
+        return any(name == z or name.endswith("." + z) for z in zones)
+
+    def _vip_answer(self, request: DNSRecord, qname: str, name: str) -> DNSRecord:
+        """A named VIP's address (A), NODATA for other types, NXDOMAIN for no such VIP."""
+        reply = request.reply(ra=0, aa=1)
+        ip = self.vips.get(name.rstrip("."))
+        if ip is None:
+            reply.header.rcode = RCODE.NXDOMAIN
+        elif request.q.qtype in (QTYPE.A, QTYPE.ANY):
+            reply.add_answer(self._a(qname, ip))
+        if not reply.rr:
+            reply.add_auth(self._soa(qname))
+        return reply
 
     # ---- resource records ---------------------------------------------------------------
     def _a(self, name: str, ip: str) -> RR:
@@ -139,6 +161,8 @@ class Resolver:
             reply = request.reply(ra=0, aa=0)
             reply.header.rcode = RCODE.REFUSED
             return reply
+        if name.rstrip(".") == VIP_ZONE or name.rstrip(".").endswith("." + VIP_ZONE):
+            return self._vip_answer(request, qname, name)
         reply = request.reply(ra=int(self.config.recurse_on), aa=1)
         qtype = q.qtype
         if qtype == QTYPE.SRV:

@@ -187,6 +187,8 @@ class Proxy:
         http_port: the vhost listener's port.
         on_event: called with ``(kind, details)`` for notable things (a port that could
             not be bound, a server taken out after a refused connection).
+        reuse_port: bind with ``SO_REUSEPORT``, so several processes serve one address and
+            the kernel spreads connections across them (the VIP balancer on every master).
     """
 
     def __init__(
@@ -194,8 +196,10 @@ class Proxy:
         host: str,
         http_port: int | None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.host = host
+        self.reuse_port = reuse_port
         self.http_port = http_port
         self.config = EdgeConfig(group="external")
         self.on_event = on_event or (lambda kind, details: None)
@@ -233,6 +237,7 @@ class Proxy:
                     self.host,
                     port,
                     reuse_address=True,
+                    reuse_port=self.reuse_port or None,
                     backlog=1024,
                     limit=MAX_HEAD,
                 )

@@ -1249,6 +1249,17 @@ class Marathon:
                                 if k < len(specs) and specs[k].get("name")
                                 else {}
                             ),
+                            # The port definition's labels (VIP_n among them) and
+                            # Marathon's network-scope, as PortDiscovery carries them.
+                            "labels": {
+                                "labels": [
+                                    {"key": lk, "value": str(lv)}
+                                    for lk, lv in (
+                                        specs[k].get("labels") if k < len(specs) else {}
+                                    ).items()
+                                ]
+                                + [{"key": "network-scope", "value": "host"}]
+                            },
                         }
                         for k, port in enumerate(inst.ports)
                     ]

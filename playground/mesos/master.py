@@ -24,9 +24,11 @@ from typing import Any
 from aiohttp import web
 
 from playground import MESOS_VERSION
+from playground.cluster import addresses as addr_mod
 from playground.cluster.httpserver import json_response, read_json, run_app, supervise
 from playground.cluster.node import NodeContext
 from playground.dns.server import DnsService
+from playground.l4lb.server import L4lb
 from playground.mesos import constants as C
 from playground.mesos import maintenance, persistence
 from playground.mesos.recordio import encode as recordio_encode
@@ -391,6 +393,7 @@ class Master:
         self.start_time = time.time()
         self.elected_time: float | None = None
         self.leading = False
+        self.l4lb: L4lb | None = None
         self.leader: dict[str, Any] | None = None  # leader_data from the coordinator
         self.epoch = 0
         self.transport = Transport(ctx.name)
@@ -2275,11 +2278,17 @@ class Master:
             r.add_post(f"{prefix}/machine/up", self.h_machine)
         r.add_get("/version", self.h_version)
         r.add_get("/metrics/snapshot", self.h_metrics)
+        # DC/OS serves dcos-l4lb's view on every master (Admin Router's /net/ prefix).
+        r.add_get("/net/v1/vips", self.h_vips)
         return app
 
-    async def start_dns(self) -> DnsService | None:
+    async def h_vips(self, request: web.Request) -> web.Response:
+        if self.l4lb is None:
+            return json_response({"message": "this master's VIP balancer is not running"}, 503)
+        return json_response(self.l4lb.status())
+
+    async def start_dns(self, dns: DnsService) -> DnsService | None:
         """Start the mesos-dns beside this master (as on DC/OS); it lives and dies with it."""
-        dns = DnsService.beside_master(self.ctx)
         try:
             await dns.start()
         except OSError as exc:
@@ -2287,12 +2296,47 @@ class Master:
             return None
         return dns
 
+    def start_l4lb(self, dns: DnsService) -> L4lb:
+        """The VIP balancer beside this master: reads the state in process while this
+        master leads, from the leader (as mesos-dns does) otherwise."""
+
+        async def fetch() -> dict[str, Any]:
+            if self.leading:
+                return self.state()
+            return await dns.fetch_state()
+
+        marathons = [self.ctx.address_of(n.name).url for n in self.ctx.topology.by_role("marathon")]
+
+        async def fetch_tasks() -> list[dict[str, Any]]:
+            async with dns.session.get(f"{marathons[0]}/v2/tasks") as resp:
+                resp.raise_for_status()
+                return list((await resp.json(content_type=None)).get("tasks") or [])
+
+        self.l4lb = L4lb(
+            fetch,
+            self.ctx.cluster.get("addressing") or {},
+            addr_mod.low_ports_allowed(),
+            name=self.ctx.name,
+            on_table=lambda t: dns.resolver.set_vips(
+                {v.key.fqdn: v.host for v in t.vips.values() if v.key.fqdn}
+            ),
+            fetch_tasks=fetch_tasks if marathons else None,
+        )
+        return self.l4lb
+
     async def run(self) -> int:
         loops = [
             asyncio.ensure_future(supervise(fn.__name__, fn, self.ctx.stop))
             for fn in (self.election_loop, self.ping_loop, self.allocation_loop)
         ]
-        dns = await self.start_dns()
+        beside = DnsService.beside_master(self.ctx)
+        l4lb = self.start_l4lb(beside)
+        loops.append(
+            asyncio.ensure_future(
+                supervise("l4lb_loop", functools.partial(l4lb.run, self.ctx.stop), self.ctx.stop)
+            )
+        )
+        dns = await self.start_dns(beside)
         if dns is not None:
             loops.append(
                 asyncio.ensure_future(
@@ -2308,8 +2352,8 @@ class Master:
         finally:
             for t in loops:
                 t.cancel()
-            if dns is not None:
-                await dns.close()
+            await l4lb.close()
+            await beside.close()
             with contextlib.suppress(MessageError):
                 await asyncio.wait_for(
                     self.transport.session.delete(

@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from playground.backends import EmbeddedBackend
@@ -73,12 +74,21 @@ def dns_json(cluster: EmbeddedBackend, *args: str) -> list[dict[str, Any]]:
     return list(json.loads(pg(cluster, "dns", *args, "--json").stdout))
 
 
+def dns_json_once_known(cluster: EmbeddedBackend, *args: str) -> list[dict[str, Any]]:
+    """The JSON answer, or [] while the name is unknown (the DNS refreshes every 1.2 s)."""
+    cp = pg(cluster, "dns", *args, "--json", check=None)
+    if cp.returncode == 1 and "NXDOMAIN" in cp.stderr:
+        return []
+    assert cp.returncode == 0, cp.stderr
+    return list(json.loads(cp.stdout))
+
+
 def test_a_answers_every_task_host(cluster: EmbeddedBackend, web: list[dict[str, Any]]) -> None:
     """`playground dns web-prod.marathon` (domain added) answers each task's host, in JSON and text."""
     hosts = sorted(t["host"] for t in web)
     got = wait_until(
         lambda: (
-            (rows := dns_json(cluster, "web-prod.marathon"))
+            (rows := dns_json_once_known(cluster, "web-prod.marathon"))
             and sorted(r["value"] for r in rows) == hosts
             and rows
         ),
@@ -140,3 +150,60 @@ def test_status_shows_the_dns_endpoints(cluster: EmbeddedBackend) -> None:
     text = pg(cluster, "status").stdout
     assert f"dns          {master_host}:8053" in text
     assert f"dns_http     http://{master_host}:8123" in text
+
+
+def test_vips_lists_a_named_vip_and_dns_resolves_it(cluster: EmbeddedBackend) -> None:
+    """`playground vips` shows a VIP_0 label's name, address and backends; `playground dns`
+    answers the VIP's name with that address; the address balances across the tasks."""
+    with MarathonClient(cluster.endpoints()["marathon"]) as m:
+        _, dep = m.create_app(
+            {
+                "id": "/cli/vip",
+                "cmd": HTTP_CMD,
+                "cpus": 0.1,
+                "mem": 32,
+                "instances": 2,
+                "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/cli/vip:8000"}}],
+            }
+        )
+        if dep:
+            m.wait_for_deployment(dep, timeout=60)
+        tasks = wait_until(
+            lambda: (
+                (ts := m.list_tasks("/cli/vip"))
+                and len(ts) == 2
+                and all(t["state"] == "TASK_RUNNING" for t in ts)
+                and ts
+            ),
+            60,
+            desc="2 running tasks",
+        )
+    want = sorted((t["host"], t["ports"][0]) for t in tasks)
+
+    def the_vip() -> dict[str, Any] | None:
+        data = json.loads(pg(cluster, "vips", "--json").stdout)
+        vip = next((v for v in data["vips"] if v["vip"] == "/clivip:8000"), None)
+        if vip and sorted((b["host"], b["port"]) for b in vip["backends"]) == want:
+            return vip
+        return None
+
+    vip = wait_until(the_vip, 10, desc="the VIP with both tasks")
+    assert (
+        vip["fqdn"] == "clivip.marathon.l4lb.thisdcos.directory" and vip["label"] == "/cli/vip:8000"
+    )
+    host = vip["address"].rsplit(":", 1)[0]
+    rows = dns_json(cluster, "clivip.marathon.l4lb.thisdcos.directory")
+    assert [(r["type"], r["value"]) for r in rows] == [("A", host)]
+    text = pg(cluster, "vips").stdout
+    assert (
+        f"/cli/vip:8000  clivip.marathon.l4lb.thisdcos.directory:8000  at {vip['address']}" in text
+    )
+    assert all(f"-> {h}:{p}" in text for h, p in want)
+    for t in tasks:  # a task may still be starting its web server
+        wait_until(lambda t=t: httpx.get(f"http://{t['host']}:{t['ports'][0]}/", timeout=2),
+                   10, desc="the task answering")  # fmt: skip
+    for _ in range(4):
+        assert httpx.get(f"http://{vip['address']}/", timeout=5).status_code == 200
+    after = json.loads(pg(cluster, "vips", "--json").stdout)
+    (v,) = [v for v in after["vips"] if v["vip"] == "/clivip:8000"]
+    assert [b["connections"] for b in v["backends"]] == [2, 2]

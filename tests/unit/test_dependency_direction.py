@@ -16,6 +16,7 @@ NODE_PACKAGES = [
     "storage",
     "dns",
     "edge",
+    "l4lb",
 ]
 FORBIDDEN_FOR_NODES = ("tui", "textual", "docker")
 
