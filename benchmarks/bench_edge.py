@@ -7,7 +7,8 @@ in a fresh state directory under ``.cache/bench``, deploys ``/bench/web`` (one i
 ``playground workload web``, 256 MB) exposed on the edge, then, side by side in one run:
 
 * ``direct``: ``wrk -c50 -t2 -d{D}s --latency`` against the task's own address;
-* ``edge``: the same against the edge's service port (the same single task behind it).
+* ``edge``: the same against the edge's service port (the same single task behind it);
+* ``vip``: the same against the app's VIP (``VIP_0`` label), served beside the master.
 
 Ratio = edge requests/s / direct requests/s (target >= 0.5), with both p99s. With
 ``both`` the cluster is restarted on the other engine (``up --edge-engine haproxy`` and a
@@ -62,7 +63,8 @@ def one_run(state: Path, engine: str, seconds: int, kills: int) -> dict[str, obj
     ep = st["endpoints"]
     app = {
         "id": "/bench/web", "cmd": f"{sys.executable} -m playground workload web",
-        "instances": 1, "cpus": 1, "mem": 256, "portDefinitions": [{"port": 0}],
+        "instances": 1, "cpus": 1, "mem": 256,
+        "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/bench/web:8000"}}],
         "labels": {"HAPROXY_GROUP": "external"},
     }  # fmt: skip
     m = httpx.Client(base_url=ep["marathon"], timeout=10)
@@ -89,6 +91,8 @@ def one_run(state: Path, engine: str, seconds: int, kills: int) -> dict[str, obj
     port = next(x for x in httpx.get(routes).json() if x["app"] == "/bench/web")["service_port"]
     direct = wrk(f"http://{b['host']}:{b['port']}/", seconds)
     edge = wrk(f"http://{ep['edge']}:{port}/", seconds)
+    vips = httpx.get(f"{ep['master']}/net/v1/vips").json()["vips"]
+    vip = wrk(f"http://{vips[0]['address']}/", seconds)
     follow = []
     for _ in range(kills):
         task = live()[0]
@@ -105,6 +109,8 @@ def one_run(state: Path, engine: str, seconds: int, kills: int) -> dict[str, obj
         "direct": direct,
         "edge": edge,
         "ratio": edge["rps"] / direct["rps"],
+        "vip": vip,
+        "vip_ratio": vip["rps"] / direct["rps"],
         "follow_s": follow,
     }
 
@@ -129,6 +135,9 @@ def main() -> None:
             "edge_rps": med(r["edge"]["rps"] for r in runs),
             "edge_p99_ms": med(r["edge"]["p99_ms"] for r in runs),
             "ratio": med(r["ratio"] for r in runs),
+            "vip_rps": med(r["vip"]["rps"] for r in runs),
+            "vip_p99_ms": med(r["vip"]["p99_ms"] for r in runs),
+            "vip_ratio": med(r["vip_ratio"] for r in runs),
             "follow_median_s": med(x for r in runs for x in r["follow_s"]),
             "follow_max_s": max(x for r in runs for x in r["follow_s"]),
         }
@@ -141,6 +150,12 @@ def main() -> None:
             f"| {engine} | {r['direct_rps']:.0f} | {r['direct_p99_ms']:.1f} ms | {r['edge_rps']:.0f} "
             f"| {r['edge_p99_ms']:.1f} ms | {r['ratio']:.2f} | {r['follow_median_s'] * 1000:.0f} / "
             f"{r['follow_max_s'] * 1000:.0f} ms |"
+        )
+    print("\n| VIP (during the run of) | VIP req/s | VIP p99 | VIP / direct |")
+    print("|---|---|---|---|")
+    for engine, r in results.items():
+        print(
+            f"| {engine} | {r['vip_rps']:.0f} | {r['vip_p99_ms']:.1f} ms | {r['vip_ratio']:.2f} |"
         )
     out = ROOT / "benchmarks" / "results" / "edge.json"
     out.parent.mkdir(parents=True, exist_ok=True)

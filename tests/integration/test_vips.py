@@ -183,3 +183,55 @@ def test_the_vip_keeps_answering_while_the_leading_master_is_down(
         assert set(answers) == {t["id"] for t in tasks}
     finally:
         ha_cluster.start(leader)
+
+
+def test_dns_ipam_vip_and_edge_together_on_a_container_network(
+    m: Marathon, ha_cluster: EmbeddedBackend
+) -> None:
+    """One app on the `dcos` network, with a VIP label on its port mapping and exposed on
+    the edge: each task has its own IP; the DNS A records, the VIP's backends and the edge's
+    backends are all those IPs on the container port, and all three reach every task."""
+    app = app_def(
+        "/ipt/web",
+        WEB_CMD,
+        2,
+        networks=[{"mode": "container", "name": "dcos"}],
+        container={
+            "type": "MESOS",
+            "portMappings": [
+                {"containerPort": 8080, "name": "http", "labels": {"VIP_0": "/ipt/web:8080"}}
+            ],
+        },
+        labels={"HAPROXY_GROUP": "external"},
+        mem=128,
+    )
+    tasks = m.deploy(app)
+    ips = sorted(t["ipAddresses"][0]["ipAddress"] for t in tasks)
+    assert len(set(ips)) == 2 and all(ip.startswith("127.8") for ip in ips)
+    for ip in ips:
+        wait_until(lambda ip=ip: httpx.get(f"http://{ip}:8080/", timeout=2).status_code == 200,
+                   10, desc=f"{ip}:8080 answering")  # fmt: skip
+    ids = {t["id"] for t in tasks}
+    want = {(ip, 8080) for ip in ips}
+
+    vip = wait_until(lambda: backends(v := vip_of(ha_cluster, "/iptweb:8080")) == want and v,
+                     10, desc="the VIP on the task IPs")  # fmt: skip
+    assert {get(vip["address"]) for _ in range(6)} == ids
+
+    dns = DnsClient(str(ha_cluster.endpoints()["dns"]))
+    reply = wait_until(lambda: (r := dns.query("web-ipt.marathon.mesos.", "A")) and
+                       sorted(a.value for a in r.answers) == ips and r,
+                       15, desc="DNS A records of the task IPs")  # fmt: skip
+    assert len(reply.answers) == 2
+
+    edge = str(ha_cluster.endpoints()["edge_stats"])
+
+    def route() -> dict[str, Any] | None:
+        rows = httpx.get(f"{edge}/v1/routes", timeout=5).json()
+        r = next((x for x in rows if x["app"] == "/ipt/web"), None)
+        got = {(b["host"], b["port"]) for b in (r or {}).get("backends", []) if b["healthy"]}
+        return r if got == want else None
+
+    r = wait_until(route, 10, desc="the edge on the task IPs")
+    host = ha_cluster.endpoints()["edge"]
+    assert {get(f"{host}:{r['service_port']}") for _ in range(6)} == ids
