@@ -60,6 +60,11 @@ ATTRIBUTES: dict[str, dict[str, float]] = {
 }
 #: Bandwidth slices: at most this many seconds' worth of data per write (Toxiproxy's 100 ms).
 SLICE = 0.1
+NOT_ON_HAPROXY = (
+    "route faults need the kit's proxy engine; this edge runs real HAProxy "
+    "(`--edge-engine haproxy`), which has no toxics"
+)
+NOT_ON_HAPROXY_HINT = "use the default `proxy` engine: `playground up` without --edge-engine"
 _NAME = re.compile(r"^[A-Za-z0-9_.@:-]{1,100}$")
 
 
