@@ -544,6 +544,11 @@ class Faults:
             self._start(info.name)
         return self._revert(faults, nodes)
 
+    def revert(self, ids: set[str]) -> list[Fault]:
+        """Revert the active faults with these ids (others are ignored)."""
+        faults = [f for f in self.active() if f.id in ids]
+        return self._revert(faults, self.backend.nodes()) if faults else []
+
     def revert_due(self) -> list[Fault]:
         """Revert the faults whose ``revert_at`` has passed."""
         now = self.clock()
