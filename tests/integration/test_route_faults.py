@@ -104,6 +104,7 @@ def test_latency_raises_request_latency_by_about_that_much_until_healed(
     route = next(r for r in edge.routes() if r["app"] == APP)
     assert [t["name"] for t in route["toxics"]] == [f"{fault['id']}-latency"]
     assert [t["fault"] for t in edge.status()["toxics"]] == [fault["id"]]
+    assert f"toxic {fault['id']}-latency: latency downstream" in pg(cluster, "routes").stdout
     metrics = httpx.get(str(cluster.endpoints()["edge_stats"]) + "/metrics").text
     assert f'playground_edge_toxic_active{{toxic="{fault["id"]}-latency"' in metrics
     chunks = next(
