@@ -9,7 +9,8 @@ Declared at the top of every catalogue experiment::
 
 Before the experiment it checks what the experiment needs of the cluster (``needs``:
 ``masters``; a cluster without them interrupts the run with the reason) and deploys the
-probe app (the ``web`` workload), waiting a bounded time for it to be healthy -- the
+probe app (the ``web`` workload, with the control's ``labels``: ``HAPROXY_GROUP`` puts it on
+the edge), waiting a bounded time for it to be healthy -- the
 steady-state hypothesis then judges it, so a probe app that cannot become healthy fails
 the experiment before its method. After the experiment, if the rollbacks did not run
 (chaostoolkit's default rollback strategy skips them for failed and interrupted runs), it
@@ -59,6 +60,7 @@ def before_experiment_control(
     constraints: list[list[str]] | None = None,
     needs: dict[str, Any] | None = None,
     within: float = 300,
+    labels: dict[str, str] | None = None,
     **_: Any,
 ) -> None:
     ext.reset()
@@ -76,7 +78,14 @@ def before_experiment_control(
     from playground.chaos.app.actions import deploy_app
 
     try:
-        st = deploy_app(app_id, instances, constraints, within=within, configuration=configuration)
+        st = deploy_app(
+            app_id,
+            instances,
+            constraints,
+            within=within,
+            labels=labels,
+            configuration=configuration,
+        )
     except PlaygroundError as exc:
         msg = f"cannot deploy the probe app {app_id}: {exc}"
         logger.critical(msg)

@@ -15,6 +15,13 @@ by :meth:`Faults.revert_due`, which the ``break``, ``faults`` and ``heal`` comma
 first, should the reverter be gone. A ``partition`` fault is an entry in the networking
 layer's partition table (``STATE/network.json``, see ``playground.cluster.network``),
 removed when the fault is reverted.
+
+A ``route`` fault is a set of toxics (``playground.edge.toxics``: latency, bandwidth,
+reset_peer, loss) on an edge route; its target is the app id, or ``APP_ID:SERVICE_PORT``,
+and its entry carries ``route``: ``{"app", "port", "toxics": [...]}``. The edge reads the
+active ones from this file (when it starts and whenever the file changes), so a reverted
+fault leaves the data plane even while the edge is down, and a restarted edge applies
+what is still active.
 """
 
 from __future__ import annotations
@@ -31,12 +38,16 @@ from typing import Any
 import httpx
 
 from playground.backends.base import Backend, BackendError, NodeInfo
+from playground.client.edge import EdgeClient, EdgeClientError
 from playground.cluster import network
 from playground.cluster.statedir import StateDir, atomic_write
+from playground.edge import toxics as toxics_mod
 from playground.errors import PlaygroundError
 
 SCHEMA_VERSION = 1
 KINDS = ("crash", "stop", "partition", "agent-restart")
+#: Toxics on an edge route (``break_route``); not a way to break a node, so not in KINDS.
+ROUTE = "route"
 AGENT_ROLES = ("agent", "public-agent")
 #: Shorthands accepted wherever a node name is (besides a role with exactly one node).
 SHORTHANDS = ("leader",)
@@ -59,18 +70,22 @@ class Fault:
     """One fault: what was done to which node, when, and when it is (or was) reverted."""
 
     id: str
-    kind: str  # crash | stop | partition | agent-restart | drain
-    target: str  # node name
+    kind: str  # crash | stop | partition | agent-restart | drain | route
+    target: str  # node name; route: the app id, or APP_ID:SERVICE_PORT
     started_at: str  # wall clock, ISO 8601 UTC
     revert_at: str | None = None
     reverted_at: str | None = None
+    route: dict[str, Any] | None = None  # route faults: {"app", "port", "toxics"}
 
     @property
     def active(self) -> bool:
         return self.reverted_at is None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["route"] is None:
+            del d["route"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Fault:
@@ -81,6 +96,7 @@ class Fault:
             started_at=str(d["started_at"]),
             revert_at=d.get("revert_at"),
             reverted_at=d.get("reverted_at"),
+            route=d.get("route"),
         )
 
 
@@ -160,6 +176,7 @@ class Faults:
         revert_at: float | None,
         reverted: bool,
         extra: dict[str, Any] | None = None,
+        route: dict[str, Any] | None = None,
     ) -> Fault:
         now = self.clock()
         with self.state.lock():
@@ -171,6 +188,7 @@ class Faults:
                 started_at=_iso(now),
                 revert_at=_iso(revert_at) if revert_at is not None else None,
                 reverted_at=_iso(now) if reverted else None,
+                route=route,
             )
             data["next_id"] += 1
             data["faults"].append(fault.to_dict())
@@ -215,6 +233,8 @@ class Faults:
             self._save(data)
         for f in done:
             self.state.record_event("fault.reverted", fault=f.id, how=f.kind, target=f.target)
+        if any(f.kind == ROUTE for f in done):
+            self._poke_edge()
         return done
 
     # ---- names ----------------------------------------------------------------------
@@ -346,6 +366,97 @@ class Faults:
             out.append(self._break(running.pop(0), "crash", for_seconds))
         return out
 
+    # ---- route faults -----------------------------------------------------------------
+    def _edge(self) -> EdgeClient:
+        url = self.backend.endpoints().get("edge_stats")
+        if not url:
+            raise FaultError(
+                "this cluster has no edge, so it has no routes to break",
+                hint="the shipped topologies run edge-1 on the public agent",
+            )
+        return EdgeClient(str(url), timeout=5)
+
+    def _poke_edge(self) -> None:
+        """Have the edge re-read the route faults now (it also notices within a second;
+        an edge that is down reads them when it starts)."""
+        try:
+            with self._edge() as edge:
+                edge.reload_toxics()
+        except (PlaygroundError, httpx.HTTPError):
+            pass
+
+    def break_route(
+        self,
+        app_id: str,
+        toxics: list[dict[str, Any]],
+        port: int | None = None,
+        for_seconds: float | None = None,
+    ) -> Fault:
+        """Put toxics on an edge route: the app ``app_id`` as ``playground routes`` shows it
+        (only its service port ``port`` when given). ``toxics`` are Toxiproxy's JSON
+        (``type``, ``stream``, ``toxicity``, ``attributes``); the edge applies them to the
+        data flowing on the route until the fault is reverted."""
+        self.revert_due()
+        if for_seconds is not None and for_seconds <= 0:
+            raise FaultError(f"--for must be positive, not {for_seconds:g}")
+        if not toxics:
+            raise FaultError(
+                "a route fault needs at least one toxic",
+                hint="give --latency, --jitter, --loss, --bandwidth or --reset",
+            )
+        app_id = "/" + app_id.strip("/")
+        for d in toxics:
+            try:
+                toxics_mod.Toxic.parse(d, app=app_id, port=port, name="check")
+            except toxics_mod.ToxicError as exc:
+                raise FaultError(str(exc), hint=exc.hint) from None
+        target = app_id if port is None else f"{app_id}:{port}"
+        try:
+            with self._edge() as edge:
+                status = edge.status()
+                routes = edge.routes()
+        except EdgeClientError as exc:
+            raise FaultError(
+                f"cannot break a route: {exc}",
+                hint=exc.hint or "`playground status` shows whether edge-1 runs",
+            ) from None
+        if status.get("engine") != "proxy":
+            raise FaultError(toxics_mod.NOT_ON_HAPROXY, hint=toxics_mod.NOT_ON_HAPROXY_HINT)
+        ports = [r["service_port"] for r in routes if r["app"] == app_id]
+        if not ports:
+            served = sorted({str(r["app"]) for r in routes})
+            raise FaultError(
+                f"the edge serves no route for {app_id}",
+                hint=(
+                    "routes: " + ", ".join(served)
+                    if served
+                    else "no app is exposed: `playground expose APP_ID` puts one on the edge"
+                ),
+            )
+        if port is not None and port not in ports:
+            raise FaultError(
+                f"{app_id} has no route on service port {port}",
+                hint="its service ports: " + ", ".join(str(p) for p in sorted(ports)),
+            )
+        spec = {"app": app_id, "port": port, "toxics": [dict(d) for d in toxics]}
+        revert_at = self.clock() + for_seconds if for_seconds is not None else None
+        fault = self._add(ROUTE, target, revert_at, reverted=False, route=spec)
+        self._poke_edge()
+        self._schedule(fault)
+        return fault
+
+    def route_faults(self, route: str | None = None) -> list[Fault]:
+        """Active route faults (of the app, or ``APP_ID:PORT``, ``route`` names)."""
+        out = [f for f in self.active() if f.kind == ROUTE]
+        if route is None:
+            return out
+        if ":" in route:
+            app, _, port = route.rpartition(":")
+            want = f"/{app.strip('/')}:{port}"
+            return [f for f in out if f.target == want]
+        app = "/" + route.strip("/")
+        return [f for f in out if f.target.split(":", 1)[0] == app]
+
     def drain(
         self, node: str, for_seconds: float | None = None, max_grace: float | None = None
     ) -> Fault:
@@ -425,11 +536,18 @@ class Faults:
         nodes = self.backend.nodes()
         if node is None:
             return self._revert(self.active(), nodes)
+        if node.startswith("/"):  # a route: its route faults
+            return self._revert(self.route_faults(node), nodes)
         info = self.resolve(node, nodes)
         faults = [f for f in self.active() if f.target == info.name]
         if not faults and info.state != "running":
             self._start(info.name)
         return self._revert(faults, nodes)
+
+    def revert(self, ids: set[str]) -> list[Fault]:
+        """Revert the active faults with these ids (others are ignored)."""
+        faults = [f for f in self.active() if f.id in ids]
+        return self._revert(faults, self.backend.nodes()) if faults else []
 
     def revert_due(self) -> list[Fault]:
         """Revert the faults whose ``revert_at`` has passed."""

@@ -91,8 +91,10 @@ def select(
 
 
 def broken_now(nodes: Sequence[NodeInfo], active: Iterable[Fault]) -> set[str]:
-    """Nodes broken now: not running, or the target of an active fault."""
-    return {n.name for n in nodes if n.state != "running"} | {f.target for f in active}
+    """Nodes broken now: not running, or the target of an active fault (routes are no node)."""
+    return {n.name for n in nodes if n.state != "running"} | {
+        f.target for f in active if f.kind != "route"
+    }
 
 
 def plan(

@@ -230,6 +230,10 @@ def routes(as_json: bool) -> None:
         vhost = f"  vhost {r['vhost']}" + (r["path"] or "") if r.get("vhost") else ""
         click.echo(f"  {r['app']:<24} :{r['service_port']:<6} {r['mode']:<4}{vhost}")
         click.echo(f"      -> {backends or 'no backends'}")
+        for t in r.get("toxics") or []:
+            owner = f"fault {t['fault']}" if t.get("fault") else "API"
+            attrs = ", ".join(f"{k} {v:g}" for k, v in t["attributes"].items())
+            click.echo(f"      toxic {t['name']}: {t['type']} {t['stream']} ({attrs}; {owner})")
     for n in status.get("notices", []):
         click.echo(f"warning: {n['app']}: {n['message']}", err=True)
 

@@ -71,6 +71,39 @@ class EdgeClient:
                 out.append(dict(zip(header, row, strict=False)))
         return out
 
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        """A JSON call; an error answer raises with the edge's own message and hint."""
+        try:
+            r = self.http.request(method, self.url + path, json=body)
+        except httpx.HTTPError as exc:
+            raise EdgeClientError(
+                f"the edge at {self.url} did not answer: {exc}",
+                hint="is the public agent up? `playground status` shows edge-1",
+            ) from None
+        if r.status_code >= 400:
+            try:
+                err = r.json()
+                message, hint = str(err["message"]), err.get("hint")
+            except (ValueError, KeyError, TypeError):
+                message, hint = f"{method} {path} on the edge answered {r.status_code}", r.text
+            raise EdgeClientError(message, hint=hint)
+        return r.json()
+
+    def toxics(self) -> list[dict[str, Any]]:
+        """Route faults: every toxic, ``active`` or past its revert time, with its stats."""
+        return list(self._call("GET", "/v1/toxics"))
+
+    def add_toxic(self, toxic: dict[str, Any]) -> dict[str, Any]:
+        """Add a toxic in the edge's memory (Toxiproxy's JSON plus ``route``)."""
+        return dict(self._call("POST", "/v1/toxics", toxic))
+
+    def remove_toxic(self, name: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/v1/toxics/{name}"))
+
+    def reload_toxics(self) -> list[dict[str, Any]]:
+        """Have the edge re-read the fault registry's route faults now."""
+        return list(self._call("POST", "/v1/toxics/reload"))
+
     def reload(self) -> None:
         """``/_mlb_signal/hup``: re-read everything from Marathon now."""
         try:

@@ -13,7 +13,9 @@ It serves an :class:`~playground.edge.model.EdgeConfig`:
   draining); a server that refuses a connection is taken out for :data:`PASSIVE_DOWN`
   seconds and the connection is retried on another (HAProxy's ``retries`` with
   ``option redispatch``), so a killed task costs at most the requests in flight on it;
-* counters per frontend, backend and server in HAProxy's CSV columns (``/haproxy?stats;csv``).
+* counters per frontend, backend and server in HAProxy's CSV columns (``/haproxy?stats;csv``);
+* route faults: Toxiproxy's toxics (:mod:`playground.edge.toxics`) on the data relayed for
+  a route, in either direction, applied to open connections too (no listener restarts).
 
 What it does differently from HAProxy, on purpose: an HTTP connection is routed by its
 first request and then relayed as a tunnel (keep-alive requests on one client connection
@@ -27,13 +29,16 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from playground.edge.model import STICKY_COOKIE, EdgeConfig, Server, Service
+from playground.edge.toxics import Link, ResetConnection, ToxicTable
 
 log = logging.getLogger("playground.edge.proxy")
 
@@ -48,6 +53,8 @@ MAX_HEAD = 64 * 1024
 #: Wall seconds a client has to send its request head (HAProxy's ``timeout http-request``).
 HEAD_TIMEOUT = 15.0
 BUFFER = 256 * 1024
+#: Chunks read ahead of a toxic holding data back (so each is stamped when it arrived).
+READ_AHEAD = 16
 
 NO_SERVER = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 107\r\ncache-control: no-cache\r\n"
@@ -179,6 +186,27 @@ def _tune(writer: asyncio.StreamWriter) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST (``SO_LINGER`` 0), discarding what is unsent."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def _feed(src: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes]]) -> None:
+    """Read ``src`` ahead into ``queue``, each chunk stamped when it arrived; b"" ends it."""
+    try:
+        while True:
+            data = await src.read(BUFFER)
+            await queue.put((time.monotonic(), data))
+            if not data:
+                return
+    except (ConnectionError, OSError):
+        await queue.put((time.monotonic(), b""))
+
+
 class Proxy:
     """Listeners, balancing, relaying and counters for one :class:`EdgeConfig`.
 
@@ -189,6 +217,7 @@ class Proxy:
             not be bound, a server taken out after a refused connection).
         reuse_port: bind with ``SO_REUSEPORT``, so several processes serve one address and
             the kernel spreads connections across them (the VIP balancer on every master).
+        rng: draws the toxics' toxicity, loss and jitter (tests seed it).
     """
 
     def __init__(
@@ -197,6 +226,7 @@ class Proxy:
         http_port: int | None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         reuse_port: bool = False,
+        rng: random.Random | None = None,
     ) -> None:
         self.host = host
         self.reuse_port = reuse_port
@@ -214,6 +244,8 @@ class Proxy:
         self._by_backend: dict[str, Service] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
+        self.toxics = ToxicTable()
+        self.rng = rng or random.Random()
 
     # ---- configuration --------------------------------------------------------------
     async def apply(self, config: EdgeConfig) -> None:
@@ -443,6 +475,7 @@ class Proxy:
             except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, TimeoutError):
                 front.ereq += 1
                 return
+            head_at = time.monotonic()
             parsed = parse_head(head)
             if parsed is None:
                 front.ereq += 1
@@ -462,7 +495,6 @@ class Proxy:
                 writer.write(NO_SERVER)
                 return
             server, up_reader, up_writer = conn
-            up_writer.write(forwarded_head(head, _client_ip(writer), port))
             set_cookie = svc.sticky and cookie != server.name
             await self._relay(
                 svc,
@@ -474,6 +506,7 @@ class Proxy:
                 front,
                 sticky_name=server.name if set_cookie else None,
                 sent=len(head),
+                first=(head_at, forwarded_head(head, _client_ip(writer), port)),
             )
         finally:
             front.close()
@@ -489,7 +522,13 @@ class Proxy:
         front: Counters,
         sticky_name: str | None = None,
         sent: int = 0,
+        first: tuple[float, bytes] | None = None,
     ) -> None:
+        """Relay both directions until the server's side ends, through the route's toxics.
+
+        ``first``: data for the server before the client's (the forwarded request head)
+        and when it arrived.
+        """
         counters = self.servers.setdefault((svc.backend, server.name), Counters())
         backend = self.backends.setdefault(svc.backend, Counters())
         counters.open()
@@ -499,36 +538,82 @@ class Proxy:
         front.bin += sent
 
         rows = (counters, backend, front)
+        up_link = Link(self.toxics, svc.app_id, svc.service_port, "upstream", self.rng)
+        down_link = Link(self.toxics, svc.app_id, svc.service_port, "downstream", self.rng)
 
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, field: str) -> None:
-            """Copy ``src`` to ``dst`` until EOF, counting bytes in ``field`` of each row."""
-            while True:
-                data = await src.read(BUFFER)
-                if not data:
-                    break
-                for row in rows:
-                    setattr(row, field, getattr(row, field) + len(data))
+        def writer_of(dst: asyncio.StreamWriter) -> Callable[[bytes], Any]:
+            async def write(data: bytes) -> None:
                 dst.write(data)
                 if dst.transport.get_write_buffer_size() > BUFFER:
                     await dst.drain()
 
+            return write
+
+        async def pump(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, field: str, link: Link
+        ) -> None:
+            """Copy ``src`` to ``dst`` through ``link`` until EOF, counting bytes in
+            ``field`` of each row. While the route has toxics in this direction, chunks
+            are read ahead and stamped on arrival, so a delay holds each chunk back
+            from when it came, not from when the previous one left."""
+            write = writer_of(dst)
+            queue: asyncio.Queue[tuple[float, bytes]] | None = None
+            feeder: asyncio.Future[None] | None = None
+            try:
+                while True:
+                    if queue is None and link.watched():
+                        queue = asyncio.Queue(READ_AHEAD)
+                        feeder = asyncio.ensure_future(_feed(src, queue))
+                    if queue is not None:
+                        arrived, data = await queue.get()
+                    else:
+                        data = await src.read(BUFFER)
+                        arrived = time.monotonic()
+                    if not data:
+                        break
+                    for row in rows:
+                        setattr(row, field, getattr(row, field) + len(data))
+                    await link.deliver(data, arrived, write)
+            finally:
+                if feeder is not None:
+                    feeder.cancel()
+                    with contextlib.suppress(BaseException):
+                        await feeder
+
+        def reset(exc: ResetConnection) -> None:
+            """RST the side the stream flows to; close the other."""
+            self.on_event("toxic-reset", {"backend": svc.backend, "toxic": exc.toxic})
+            to, other = (writer, up_writer) if exc.stream == "downstream" else (up_writer, writer)
+            _reset(to)
+            other.transport.abort()
+
         async def upstream() -> None:
             try:
-                await pump(reader, up_writer, "bin")
+                if first is not None:
+                    await up_link.deliver(first[1], first[0], writer_of(up_writer))
+                await pump(reader, up_writer, "bin", up_link)
+            except ResetConnection as exc:
+                reset(exc)
             finally:
                 with contextlib.suppress(Exception):
                     if up_writer.can_write_eof():
                         up_writer.write_eof()
 
         async def downstream() -> None:
-            if sticky_name is not None:
-                try:
-                    head = await up_reader.readuntil(b"\r\n\r\n")
-                except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
-                    head = b""
-                if head:
-                    writer.write(add_cookie(head, sticky_name))
-            await pump(up_reader, writer, "bout")
+            try:
+                if sticky_name is not None:
+                    try:
+                        head = await up_reader.readuntil(b"\r\n\r\n")
+                    except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
+                        head = b""
+                    if head:
+                        await down_link.deliver(
+                            add_cookie(head, sticky_name), time.monotonic(), writer_of(writer)
+                        )
+                await pump(up_reader, writer, "bout", down_link)
+            except ResetConnection as exc:
+                reset(exc)
+                return
             with contextlib.suppress(Exception):
                 await writer.drain()
 

@@ -26,6 +26,17 @@ HTTP API on the node's address (marathon-lb's stats/admin port, 9090):
     GET /metrics                  Prometheus text
     GET /health, /v1/status       the kit's status (engine, listeners, staleness, notices)
     GET /v1/routes                the routes as ``playground routes --json`` prints them
+    GET /v1/toxics                route faults (Toxiproxy's toxics) and what they did
+    POST /v1/toxics               add a toxic (Toxiproxy's JSON plus ``route``), in memory
+    DELETE /v1/toxics/{name}      remove a toxic added on the API
+    POST /v1/toxics/reload        re-read the fault registry's route faults now
+
+Route faults (:mod:`playground.edge.toxics`) are applied by the kit's proxy only. The
+fault registry's (``playground break --route``) are read from ``STATE/faults.json`` at
+start, whenever the file changes (checked every :data:`TOXICS_POLL` s) and on
+``/v1/toxics/reload``: an edge that restarts with its public agent applies them again, a
+fault reverted meanwhile is gone, and a toxic past its ``revert_at`` stops applying even
+before its fault is marked reverted.
 """
 
 from __future__ import annotations
@@ -49,6 +60,13 @@ from playground.cluster.statedir import atomic_write
 from playground.edge import config as config_mod
 from playground.edge.model import EdgeConfig
 from playground.edge.proxy import Proxy
+from playground.edge.toxics import (
+    NOT_ON_HAPROXY,
+    NOT_ON_HAPROXY_HINT,
+    Toxic,
+    ToxicError,
+    registry_toxics,
+)
 
 if TYPE_CHECKING:
     from playground.cluster.node import NodeContext
@@ -65,6 +83,8 @@ SSE_SILENCE = 25.0
 DEBOUNCE = 0.02
 BACKOFF_MAX = 5.0
 ENGINES = ("proxy", "haproxy")
+#: Wall seconds between looks at the fault registry for route faults.
+TOXICS_POLL = 0.25
 
 
 def engine_of(cluster: dict[str, Any]) -> str:
@@ -106,6 +126,9 @@ class Edge:
         self._reconnect = asyncio.Event()
         self.health_cache: dict[str, bool] = {}
         self.settings = self._render_settings()
+        self.registry_path = ctx.state.root / "faults.json"
+        self._registry_seen: tuple[int, int] | None = None
+        self.toxics_error: str | None = None
 
     # ---- events ---------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> None:
@@ -274,6 +297,58 @@ class Edge:
             self.last_reload_error = str(exc)
             log.error("applying the configuration failed: %s", exc)
 
+    # ---- route faults ---------------------------------------------------------------
+    def load_toxics(self) -> bool:
+        """Apply the fault registry's route faults; True when they changed."""
+        try:
+            toxics = registry_toxics(self.registry_path)
+        except (OSError, ValueError) as exc:
+            if self.toxics_error != str(exc):
+                log.warning("cannot read route faults from %s: %s", self.registry_path, exc)
+            self.toxics_error = str(exc)
+            return False
+        if self.engine == "haproxy":
+            self.toxics_error = NOT_ON_HAPROXY if toxics else None
+            return False
+        self.toxics_error = None
+        changed = self.proxy.toxics.set_registry(toxics)
+        if changed:
+            names = ", ".join(f"{t.name} ({t.route})" for t in toxics) or "none"
+            log.info("route faults of the registry: %s", names)
+            self.event("edge.toxics", toxics=[t.name for t in toxics])
+        return changed
+
+    async def toxics_loop(self) -> None:
+        """Re-read the registry's route faults when ``faults.json`` changes."""
+        while not self.ctx.stop.is_set():
+            try:
+                st = self.registry_path.stat()
+                seen: tuple[int, int] | None = (st.st_mtime_ns, st.st_ino)
+            except FileNotFoundError:
+                seen = None
+            if seen != self._registry_seen:
+                self._registry_seen = seen
+                self.load_toxics()
+            await asyncio.sleep(TOXICS_POLL)
+
+    def toxics_of(self, app_id: str, service_port: int) -> list[dict[str, Any]]:
+        return [t.to_dict() for t in self.proxy.toxics.for_route(app_id, service_port)]
+
+    def toxics_view(self) -> list[dict[str, Any]]:
+        now = time.time()
+        out = []
+        for t in self.proxy.toxics.all():
+            st = self.proxy.toxics.stats.get(t.name)
+            out.append(
+                {
+                    **t.to_dict(),
+                    "active": t.live(now),
+                    "source": "registry" if t.fault else "api",
+                    "stats": dict(vars(st)) if st is not None else {},
+                }
+            )
+        return out
+
     # ---- HAProxy engine -------------------------------------------------------------
     def _render_settings(self) -> config_mod.RenderSettings:
         # With the haproxy engine the edge process keeps the admin port (9090) and
@@ -366,6 +441,7 @@ class Edge:
                     "path": svc.path,
                     "balance": svc.balance,
                     "sticky": svc.sticky,
+                    "toxics": self.toxics_of(svc.app_id, svc.service_port),
                     "backends": [
                         {
                             "name": s.name,
@@ -408,6 +484,8 @@ class Edge:
                 {"kind": n.kind, "app": n.app_id, "label": n.label, "message": n.message}
                 for n in self.config.notices
             ],
+            "toxics": [t.to_dict() for t in self.proxy.toxics.live()],
+            "toxics_error": self.toxics_error,
             "uptime": time.time() - self.started,
         }
 
@@ -428,7 +506,59 @@ class Edge:
             r.add_get(f"/_mlb_signal/{verb}", self.h_signal)
             r.add_post(f"/_mlb_signal/{verb}", self.h_signal)
         r.add_get("/metrics", self.h_metrics)
+        r.add_get("/v1/toxics", self.h_toxics)
+        r.add_post("/v1/toxics", self.h_add_toxic)
+        r.add_post("/v1/toxics/reload", self.h_reload_toxics)
+        r.add_delete("/v1/toxics/{name}", self.h_remove_toxic)
         return app
+
+    async def h_toxics(self, request: web.Request) -> web.Response:
+        return json_response(self.toxics_view())
+
+    async def h_add_toxic(self, request: web.Request) -> web.Response:
+        if self.engine == "haproxy":
+            return _error(409, NOT_ON_HAPROXY, NOT_ON_HAPROXY_HINT)
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        try:
+            toxic = Toxic.parse(body)
+            if body.get("fault") is not None:
+                raise ToxicError(
+                    "faults are added through the fault registry, not the API",
+                    hint="`playground break --route APP_ID ...`",
+                )
+            served = [s for s in self.config.services if toxic.matches(s.app_id, s.service_port)]
+            if not served:
+                return _error(
+                    404,
+                    f"the edge serves no route {toxic.route}",
+                    "`playground routes` lists the routes (app id and service port)",
+                )
+            self.proxy.toxics.add(toxic)
+        except ToxicError as exc:
+            status = 409 if "already exists" in str(exc) else 400
+            return _error(status, str(exc), exc.hint)
+        log.info("toxic %s added on %s", toxic.name, toxic.route)
+        self.event("edge.toxic_added", toxic=toxic.to_dict())
+        return json_response(toxic.to_dict(), status=201)
+
+    async def h_remove_toxic(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            toxic = self.proxy.toxics.remove(name)
+        except ToxicError as exc:
+            return _error(409, str(exc), exc.hint)
+        except KeyError:
+            return _error(404, f"no toxic named {name!r}", "GET /v1/toxics lists them")
+        log.info("toxic %s removed", name)
+        self.event("edge.toxic_removed", toxic=name)
+        return json_response(toxic.to_dict())
+
+    async def h_reload_toxics(self, request: web.Request) -> web.Response:
+        self.load_toxics()
+        return json_response(self.toxics_view())
 
     async def h_status(self, request: web.Request) -> web.Response:
         return json_response({"status": "ok", **self.status()})
@@ -508,16 +638,46 @@ class Edge:
             lines.append(
                 f'playground_edge_backend_connection_errors_total{{backend="{name}"}} {c.econ}'
             )
+        lines += self.toxic_metrics()
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    def toxic_metrics(self) -> list[str]:
+        """Route faults: 1 per live toxic, and what each toxic did."""
+        table = self.proxy.toxics
+        lines = [
+            "# HELP playground_edge_toxic_active 1 while a route fault's toxic applies.",
+            "# TYPE playground_edge_toxic_active gauge",
+        ]
+        for t in table.live():
+            lines.append(
+                f'playground_edge_toxic_active{{toxic="{t.name}",type="{t.type}",'
+                f'stream="{t.stream}",app="{t.app}",fault="{t.fault or ""}"}} 1'
+            )
+        counters = (
+            ("connections", "connections a toxic applied to"),
+            ("chunks", "chunks of data a toxic acted on"),
+            ("bytes", "bytes a toxic acted on"),
+            ("resets", "connections a toxic reset"),
+            ("delay_seconds", "seconds a toxic held data back"),
+        )
+        for key, help_ in counters:
+            metric = f"playground_edge_toxic_{key}_total"
+            lines += [f"# HELP {metric} The {help_}.", f"# TYPE {metric} counter"]
+            for name, st in sorted(table.stats.items()):
+                value = getattr(st, key)
+                text = f"{value:.3f}" if isinstance(value, float) else str(value)
+                lines.append(f'{metric}{{toxic="{name}"}} {text}')
+        return lines
 
     # ---- run ------------------------------------------------------------------------
     async def run(self) -> int:
         self.session = aiohttp.ClientSession(trace_configs=network.trace_configs())
         if self.engine == "proxy":
             await self.proxy.apply(self.config)
+        self.load_toxics()  # before the first connection: a restarted edge keeps its faults
         loops = [
             asyncio.ensure_future(supervise(fn.__name__, fn, self.ctx.stop))
-            for fn in (self.follow_loop, self.refresh_loop)
+            for fn in (self.follow_loop, self.refresh_loop, self.toxics_loop)
         ]
         try:
             await run_app(self.app(), self.host, self.ctx.address.port, self.ctx.stop)
@@ -531,6 +691,10 @@ class Edge:
                     await asyncio.wait_for(self.haproxy.wait(), 2.0)
             await self.session.close()
         return 0
+
+
+def _error(status: int, message: str, hint: str | None = None) -> web.Response:
+    return json_response({"message": message, "hint": hint}, status=status)
 
 
 def _maxconn() -> int:

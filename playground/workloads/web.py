@@ -1,8 +1,9 @@
 """``web``: a stateless HTTP service that answers every request with its task id.
 
-``GET /health`` answers ``{"status": "ok", "task_id": ...}``; every other path and method
-answers ``200 "<task id>\\n"`` with an ``X-Task-Id`` header. The task id is
-``$MESOS_TASK_ID``, or ``local`` outside a cluster.
+``GET /health`` answers ``{"status": "ok", "task_id": ...}``; ``GET /bytes/N`` answers N
+bytes (at most :data:`MAX_BYTES`; httpbin's name), for measuring transfers; every other
+path and method answers ``200 "<task id>\\n"`` with an ``X-Task-Id`` header. The task id
+is ``$MESOS_TASK_ID``, or ``local`` outside a cluster.
 
 This module also holds ``serve_app``, the serving loop shared with the ``kv`` workload.
 """
@@ -21,6 +22,8 @@ from aiohttp import web
 BACKLOG = 1024
 #: Seconds in-flight requests get to finish after SIGTERM.
 SHUTDOWN_TIMEOUT = 5.0
+#: The largest body ``GET /bytes/N`` sends.
+MAX_BYTES = 10 * 1024 * 1024
 
 
 class ListenError(OSError):
@@ -67,8 +70,15 @@ def make_app(task_id: str | None = None) -> web.Application:
     async def hello(request: web.Request) -> web.Response:
         return web.Response(text=f"{tid}\n", headers=headers)
 
+    async def sized(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        if n > MAX_BYTES:
+            raise web.HTTPBadRequest(text=f"at most {MAX_BYTES} bytes\n")
+        return web.Response(body=b"x" * n, headers=headers, content_type="application/octet-stream")
+
     app = web.Application()
     app.router.add_get("/health", health)
+    app.router.add_get(r"/bytes/{n:\d+}", sized)
     app.router.add_route("*", "/{tail:.*}", hello)
     return app
 

@@ -34,6 +34,7 @@ DEFAULT_TOPOLOGY = [
     "AppScaleUpAndDown",
     "MaintenanceDrain",
     "MarathonRestart",
+    "EdgeRouteLatency",
 ]
 
 

@@ -80,3 +80,21 @@ def test_haproxy_serves_reloads_and_reports(hcluster: EmbeddedBackend) -> None:
     finally:
         m.close()
         edge.close()
+
+
+def test_route_faults_are_refused_on_the_haproxy_engine(hcluster: EmbeddedBackend) -> None:
+    """break --route and the edge's toxics API both say to use the proxy engine."""
+    ep = hcluster.endpoints()
+    cp = subprocess.run(
+        [*playground_cmd(), "break", "--route", "/hap/web", "--latency", "100ms",
+         "--state-dir", str(hcluster.state_dir)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    assert "route faults need the kit's proxy engine" in cp.stderr
+    assert "default `proxy` engine" in cp.stderr
+    r = httpx.post(
+        f"{ep['edge_stats']}/v1/toxics",
+        json={"type": "latency", "attributes": {"latency": 100}, "route": {"app": "/hap/web"}},
+    )
+    assert r.status_code == 409 and "proxy engine" in r.json()["message"]

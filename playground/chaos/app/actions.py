@@ -17,8 +17,10 @@ def probe_app_definition(
     instances: int = 2,
     constraints: list[list[str]] | None = None,
     cmd: str = WEB_CMD,
+    labels: dict[str, str] | None = None,
 ) -> dict:
-    """A probe app: the ``web`` workload with an HTTP health check on ``/health``."""
+    """A probe app: the ``web`` workload with an HTTP health check on ``/health``
+    (``labels`` added to its own: ``{"HAPROXY_GROUP": "external"}`` puts it on the edge)."""
     return {
         "id": app_id,
         "cmd": cmd,
@@ -38,7 +40,7 @@ def probe_app_definition(
                 "maxConsecutiveFailures": 3,
             }
         ],
-        "labels": {"playground.chaos": "probe-app"},
+        "labels": {**(labels or {}), "playground.chaos": "probe-app"},
     }
 
 
@@ -48,6 +50,7 @@ def deploy_app(
     constraints: list[list[str]] | None = None,
     cmd: str = WEB_CMD,
     within: float = 300,
+    labels: dict[str, str] | None = None,
     configuration: dict[str, Any] | None = None,
 ) -> dict:
     """Deploy (or replace) a probe app running the ``web`` workload; wait until it is healthy.
@@ -55,7 +58,7 @@ def deploy_app(
     Waits up to ``within`` cluster seconds; returns the app's state then (``healthy`` says
     whether it got there: the steady-state hypothesis judges it).
     """
-    defn = probe_app_definition(app_id, instances, constraints, cmd)
+    defn = probe_app_definition(app_id, instances, constraints, cmd, labels)
     with ext.marathon(configuration, timeout=10) as client:
         try:
             client.get_app(app_id)

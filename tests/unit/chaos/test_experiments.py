@@ -24,6 +24,7 @@ CATALOGUE = [
     "AppScaleUpAndDown",
     "AppTasksDown",
     "CrashOneNode",
+    "EdgeRouteLatency",
     "LeaderFailover",
     "MaintenanceDrain",
     "MarathonRestart",
@@ -37,11 +38,12 @@ CATALOGUE = [
 # ---- discovery ------------------------------------------------------------------------------
 def test_targets_are_discovered_from_the_package_layout() -> None:
     """Targets are the subpackages with actions.py/probes.py: nothing is hand-listed."""
-    assert discovery.targets() == ["app", "cluster", "marathon", "node"]
+    assert discovery.targets() == ["app", "cluster", "marathon", "node", "route"]
     mods = discovery.activity_modules()
     assert ("playground.chaos.node.actions", "action") in mods
     assert ("playground.chaos.app.probes", "probe") in mods
-    assert len(mods) == 8
+    assert ("playground.chaos.route.actions", "action") in mods
+    assert len(mods) == 10
 
 
 def test_discover_finds_every_exported_activity_with_its_arguments() -> None:
