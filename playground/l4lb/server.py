@@ -139,6 +139,7 @@ class L4lb:
                 except Exception as exc:  # Marathon down: keep the last results
                     log.debug("Marathon's task health not refreshed: %s", exc)
                 table = vips_mod.table(state, self.addressing, self.low_ports, self.health)
+            table = vips_mod.carry_over(table, self.table, vips_mod.recovering_hosts(state))
         except Exception as exc:  # no master answers, or a state we cannot read
             if not self.last_error:
                 log.warning("VIP backends not refreshed (%s); keeping the last ones", exc)

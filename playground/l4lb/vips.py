@@ -231,6 +231,38 @@ def place(
 # --------------------------------------------------------------------------------------
 
 
+def carry_over(new: VipTable, old: VipTable, hosts: set[str]) -> VipTable:
+    """Keep ``old``'s backends on the agents at ``hosts`` in ``new``.
+
+    A master elected a moment ago knows the agents of its registry but not their tasks
+    until they re-register (its state lists them as ``recovered_slaves``); their tasks
+    still run, so the balancer keeps serving them rather than dropping them for a few
+    seconds at every failover.
+    """
+    if not hosts:
+        return new
+    for key, vip in old.vips.items():
+        kept = [b for b in vip.backends if b.agent_host in hosts]
+        if not kept:
+            continue
+        target = new.vips.get(key)
+        if target is None:
+            target = new.vips[key] = Vip(key, written=vip.written, host=vip.host, port=vip.port)
+        target.apps |= vip.apps
+        seen = {b.task_id for b in target.backends}
+        target.backends.extend(b for b in kept if b.task_id not in seen)
+    return new
+
+
+def recovering_hosts(state: dict[str, Any]) -> set[str]:
+    """Hosts of the agents the state lists as recovered but not re-registered."""
+    return {
+        str(s.get("hostname"))
+        for s in state.get("recovered_slaves") or []
+        if isinstance(s, dict) and s.get("hostname")
+    }
+
+
 def marathon_health(tasks: list[dict[str, Any]]) -> dict[str, bool]:
     """Task id -> alive from Marathon's ``GET /v2/tasks`` (tasks with health results only):
     alive when any result is alive, as marathon-lb counts it."""

@@ -1870,6 +1870,21 @@ class Master:
         return web.Response(status=200)
 
     # ---- HTTP: read-only endpoints ----------------------------------------------------
+    def recovered_agents(self) -> list[dict[str, Any]]:
+        """Agents recovered from the registry after a failover that have not re-registered
+        yet (Mesos's ``recovered_slaves``: their tasks are unknown until they do)."""
+        out = []
+        for aid, info in self.registry_agents.items():
+            if aid in self.agents or aid in self.unreachable or aid in self.gone:
+                continue
+            pid = str(info.get("pid") or "")
+            try:
+                _, port = _split_hostport(pid)
+            except ValueError:
+                port = 0
+            out.append({"id": aid, "hostname": info.get("hostname", ""), "port": port, "pid": pid})
+        return out
+
     def leader_required(self, request: web.Request) -> web.Response | None:
         if self.leading:
             return None
@@ -1923,6 +1938,7 @@ class Master:
             "log_dir": str(self.ctx.state.node_dir(self.ctx.name)),
             "flags": self.flags(),
             "slaves": [x.v0() for x in self.agents.values()],
+            "recovered_slaves": self.recovered_agents(),
             "frameworks": [f.v0(self) for f in self.frameworks.values()],
             "completed_frameworks": [f.v0(self, completed=True) for f in self.completed_frameworks],
             "orphan_tasks": [],
@@ -1955,7 +1971,7 @@ class Master:
         return json_response(
             {
                 "slaves": [x.v0() for x in self.agents.values()],
-                "recovered_slaves": [],
+                "recovered_slaves": self.recovered_agents(),
             }
         )
 

@@ -226,3 +226,35 @@ def test_the_dns_answers_named_vips_and_nothing_else_in_their_zone() -> None:
     assert nodata.header.rcode == RCODE.NOERROR and not nodata.rr
     assert _ask(r, "example.com.").header.rcode == RCODE.REFUSED
     assert a.rr[0].rtype == QTYPE.A
+
+
+def test_backends_on_agents_not_yet_reregistered_are_carried_over() -> None:
+    """After a failover the new leader lists its registry's agents as recovered_slaves
+    until they re-register; their tasks keep their place in the VIP meanwhile."""
+    before = vips.table(
+        _state(
+            _task("a.1", "a", "S1", 31001, {"VIP_0": "/a:80"}),
+            _task("a.2", "a", "S2", 31002, {"VIP_0": "/a:80"}),
+        ),
+        PER_IP,
+        True,
+    )
+    fresh = {
+        "slaves": [{"id": "S2", "hostname": "127.77.7.21"}],
+        "recovered_slaves": [{"id": "S1", "hostname": "127.77.7.20", "port": 5051}],
+        "frameworks": [{"tasks": [_task("a.2", "a", "S2", 31002, {"VIP_0": "/a:80"})]}],
+    }
+    hosts = vips.recovering_hosts(fresh)
+    assert hosts == {"127.77.7.20"}
+    after = vips.carry_over(vips.table(fresh, PER_IP, True), before, hosts)
+    got = {b.task_id for b in after.vips[parse_vip("/a:80")].backends}
+    assert got == {"a.1", "a.2"}
+    # Once S1 has re-registered without a.1, a.1 is gone.
+    settled = {**fresh, "recovered_slaves": [], "slaves": _state()["slaves"]}
+    final = vips.carry_over(
+        vips.table(settled, PER_IP, True), after, vips.recovering_hosts(settled)
+    )
+    assert {b.task_id for b in final.vips[parse_vip("/a:80")].backends} == {"a.2"}
+    # Nothing on a recovering agent and no VIP before: nothing invented.
+    bare = vips.carry_over(vips.table(fresh, PER_IP, True), vips.VipTable(), hosts)
+    assert {b.task_id for b in bare.vips[parse_vip("/a:80")].backends} == {"a.2"}
