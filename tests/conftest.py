@@ -29,11 +29,33 @@ def playground_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "playground"]
 
 
+def traversable(path: Path, base: Path) -> None:
+    """Let other users traverse (o+x) the test directories from ``base`` down to ``path``.
+
+    As root, tasks run as ``nobody`` and reach their sandboxes by absolute path, so the
+    directories above a state directory must be traversable (as Mesos's work directory's
+    are); pytest makes its temporary directories 0700.
+    """
+    if os.geteuid() != 0:
+        return
+    top = base.parent if base.parent.name.startswith("pytest-of-") else base
+    if path != top and top not in path.parents:
+        return
+    for d in [path, *path.parents]:
+        if d.is_dir() and not d.stat().st_mode & 0o001:
+            d.chmod(d.stat().st_mode & 0o7777 | 0o001)
+        if d == top or d == d.parent:
+            break
+
+
 @pytest.fixture(autouse=True)
-def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Never touch the user's default state directory from a test."""
     monkeypatch.setenv("PLAYGROUND_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    traversable(tmp_path, tmp_path_factory.getbasetemp())
 
 
 def _cluster(
@@ -41,6 +63,7 @@ def _cluster(
 ) -> Iterator[EmbeddedBackend]:
     # A shipped topology by name, or a topology file by path (its stem names the folder).
     state = tmp_path_factory.mktemp(f"cluster-{Path(topology).stem}") / "state"
+    traversable(state.parent, tmp_path_factory.getbasetemp())
     backend = EmbeddedBackend(state, topology=topology, time_scale=time_scale)
     # Started as a user starts it: `playground up` in its own small process, which forks
     # the nodes (fast, shared pages). Forking the pytest process itself has hung a node at
