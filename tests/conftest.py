@@ -48,14 +48,31 @@ def traversable(path: Path, base: Path) -> None:
             break
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _traversable_temp_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """As root, every test directory is traversable by the tasks' user (see traversable)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    base = tmp_path_factory.getbasetemp()
+    traversable(base, base)
+    mktemp = tmp_path_factory.mktemp
+
+    def traversable_mktemp(basename: str, numbered: bool = True) -> Path:
+        path = mktemp(basename, numbered)
+        traversable(path, base)
+        return path
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tmp_path_factory, "mktemp", traversable_mktemp)
+        yield
+
+
 @pytest.fixture(autouse=True)
-def _isolated_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the user's default state directory from a test."""
     monkeypatch.setenv("PLAYGROUND_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    traversable(tmp_path, tmp_path_factory.getbasetemp())
 
 
 def _cluster(
@@ -63,7 +80,6 @@ def _cluster(
 ) -> Iterator[EmbeddedBackend]:
     # A shipped topology by name, or a topology file by path (its stem names the folder).
     state = tmp_path_factory.mktemp(f"cluster-{Path(topology).stem}") / "state"
-    traversable(state.parent, tmp_path_factory.getbasetemp())
     backend = EmbeddedBackend(state, topology=topology, time_scale=time_scale)
     # Started as a user starts it: `playground up` in its own small process, which forks
     # the nodes (fast, shared pages). Forking the pytest process itself has hung a node at

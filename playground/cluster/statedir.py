@@ -118,6 +118,12 @@ class StateDir:
         return self.cluster_file.is_file()
 
     def ensure(self) -> None:
+        # Parents the kit creates stay traversable (tasks of another user reach their
+        # sandboxes by absolute path) whatever the umask.
+        for parent in reversed(self.root.parents):
+            if not parent.exists():
+                parent.mkdir(exist_ok=True)
+                os.chmod(parent, DIR_MODE)
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "nodes").mkdir(exist_ok=True)
         for d in (self.root, self.root / "nodes"):
