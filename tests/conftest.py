@@ -29,6 +29,45 @@ def playground_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "playground"]
 
 
+def traversable(path: Path, base: Path) -> None:
+    """Let other users traverse (o+x) the test directories from ``base`` down to ``path``.
+
+    As root, tasks run as ``nobody`` and reach their sandboxes by absolute path, so the
+    directories above a state directory must be traversable (as Mesos's work directory's
+    are); pytest makes its temporary directories 0700.
+    """
+    if os.geteuid() != 0:
+        return
+    top = base.parent if base.parent.name.startswith("pytest-of-") else base
+    if path != top and top not in path.parents:
+        return
+    for d in [path, *path.parents]:
+        if d.is_dir() and not d.stat().st_mode & 0o001:
+            d.chmod(d.stat().st_mode & 0o7777 | 0o001)
+        if d == top or d == d.parent:
+            break
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _traversable_temp_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """As root, every test directory is traversable by the tasks' user (see traversable)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    base = tmp_path_factory.getbasetemp()
+    traversable(base, base)
+    mktemp = tmp_path_factory.mktemp
+
+    def traversable_mktemp(basename: str, numbered: bool = True) -> Path:
+        path = mktemp(basename, numbered)
+        traversable(path, base)
+        return path
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tmp_path_factory, "mktemp", traversable_mktemp)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the user's default state directory from a test."""

@@ -37,7 +37,7 @@ def state_dir_option(f: F) -> F:
     """``--state-dir DIR``, accepted before or after a command's arguments."""
     return click.option(
         "--state-dir",
-        type=click.Path(file_okay=False),
+        type=click.Path(file_okay=False, readable=False),
         envvar="PLAYGROUND_STATE_DIR",
         callback=_remember_state_dir,
         expose_value=False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
 import sys
@@ -12,7 +14,9 @@ import click
 
 from playground.cli.common import emit_json, handle_errors, json_option, state_dir, state_dir_option
 from playground.cluster import addresses as addr_mod
+from playground.cluster import isolation
 from playground.cluster import topology as topo_mod
+from playground.cluster.statedir import StateDir
 
 
 def checks(root: Path) -> list[dict[str, Any]]:
@@ -71,6 +75,15 @@ def checks(root: Path) -> list[dict[str, Any]]:
     except Exception as exc:  # report, do not crash the doctor
         add("ports", False, str(exc), "stop clusters you no longer need")
     add("state dir", True, str(root))
+    if os.geteuid() == 0:
+        task_user = topo_mod.DEFAULT_TASK_USER
+        with contextlib.suppress(Exception):
+            task_user = str(StateDir(root).read().get("task_user") or task_user)
+        problems = isolation.task_user_problems(task_user, root)
+        for problem, fix in problems:
+            add("task user", False, problem, fix)
+        if not problems:
+            add("task user", True, f"tasks run as '{task_user}' and can run the kit")
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from playground import __version__
@@ -21,6 +23,7 @@ from playground.cli.doctor import doctor
 from playground.cli.task import task
 from playground.cli.topology import topology
 from playground.cli.vips import vips
+from playground.cluster import statedir
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -31,6 +34,8 @@ def main() -> None:
 
     Start with `playground up`, look with `playground status`, stop with `playground down`.
     """
+    # What the kit writes (state directories above all) is the user's only.
+    os.umask(statedir.UMASK)
 
 
 for cmd in (

@@ -20,6 +20,7 @@ from playground.cli.common import (
     state_dir_option,
 )
 from playground.client.storage import StorageClient
+from playground.cluster import auth
 from playground.cluster.lifecycle import Cluster
 from playground.errors import PlaygroundError
 
@@ -41,7 +42,11 @@ def storage_client() -> StorageClient:
             f"the storage node {name} is not running",
             hint="`playground up` starts it (or `playground heal` if it was broken)",
         )
-    return StorageClient(cluster.address(rec, name).url, who=f"{_login()}@cli")
+    return StorageClient(
+        cluster.address(rec, name).url,
+        who=f"{_login()}@cli",
+        token=auth.load_token(cluster.state.root),
+    )
 
 
 def _q(segment: str) -> str:

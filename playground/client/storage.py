@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
+from playground.client import auth
 from playground.errors import PlaygroundError
 
 
@@ -34,10 +35,24 @@ def _user() -> str:
 
 
 class StorageClient:
-    def __init__(self, url: str, timeout: float = 120.0, who: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 120.0,
+        who: str | None = None,
+        token: str | None = None,
+    ) -> None:
+        """A client of the storage node at ``url``.
+
+        Args:
+            url: the storage node's base URL (``endpoints.storage``).
+            timeout: seconds per request.
+            who: who asks, for the storage node's audit log.
+            token: the cluster's platform token (the control API refuses callers without).
+        """
         self.url = url.rstrip("/")
-        # Who asks, for the storage node's audit log.
-        self.http = httpx.Client(timeout=timeout, headers={"X-Playground-User": who or _user()})
+        headers = {"X-Playground-User": who or _user(), **auth.headers(token)}
+        self.http = httpx.Client(timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self.http.close()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
+from playground.cluster import auth
 
 log = logging.getLogger("playground.http")
 
@@ -31,6 +34,40 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(text=f"Failed to parse the request body as JSON: {exc}") from None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def require_token(
+    token: str,
+    service: str,
+    is_open: Callable[[web.Request], bool] = lambda request: False,
+    text: bool = False,
+) -> Any:
+    """A middleware answering 401 to requests without the platform token.
+
+    Args:
+        token: the cluster's platform token.
+        service: how the refusal names the service (``the coordination node``).
+        is_open: requests that need no token (``/health``, what tasks may call).
+        text: answer in plain text (Mesos's endpoints do) instead of ``{"message"}``.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_open(request) or auth.matches(auth.presented(request.headers), token):
+            return await handler(request)
+        message = (
+            f"{service} requires the platform token: send 'Authorization: token=<token>' "
+            "(the kit's CLI and clients read it from the cluster's secret store)"
+        )
+        headers = {"WWW-Authenticate": "token"}
+        if text:
+            return web.Response(status=401, text=message, headers=headers)
+        return json_response({"message": message}, 401, headers)
+
+    return middleware
 
 
 async def run_app(app: web.Application, host: str, port: int, stop: asyncio.Event) -> None:

@@ -8,6 +8,7 @@ says so. A failure half way tears down what this call started and names what fai
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import uuid
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 
 from playground.cluster import addresses as addr_mod
-from playground.cluster import network, procs
+from playground.cluster import auth, isolation, network, procs
 from playground.cluster import topology as topo_mod
 from playground.cluster.statedir import StateDir
 from playground.errors import PlaygroundError
@@ -106,6 +107,8 @@ class Cluster:
             "addresses": addr_mod.to_json(addrs),
             "desired": "running",
             "nodes": {n.name: {"role": n.role, "desired": "running"} for n in topo.nodes},
+            # Who tasks run as when the agents are root (Marathon's --mesos_user).
+            "task_user": topo.task_user,
         }
         self.state.write(rec)
         self.state.record_event("cluster.created", topology=topo.name, time_scale=time_scale)
@@ -166,7 +169,13 @@ class Cluster:
                 else:
                     progress(f"edge engine: {edge_engine}")
             topo = topo_mod.parse(rec["topology"], source=str(self.state.cluster_file))
+            # The platform token: in the secret store only (never cluster.json or logs).
+            auth.ensure_token(self.state.root)
             missing = [n for n in topo.nodes if not self.node_alive(rec, n.name)]
+            if missing:
+                task_user = str(rec.get("task_user") or topo.task_user)
+                for problem, fix in isolation.task_user_problems(task_user, self.state.root):
+                    progress(f"warning: {problem}; {fix}")
             if not missing:
                 result.already_running = True
             else:
@@ -236,7 +245,7 @@ class Cluster:
     def _start_node(self, rec: dict[str, Any], name: str) -> procs.ProcRef:
         log = self.state.node_log(name)
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as fh:
+        with open(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as fh:
             fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n")
         ref = procs.spawn_detached(self.state.root, name, log)
         node = rec["nodes"].setdefault(name, {})

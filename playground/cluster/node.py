@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playground.cluster import network
+from playground.cluster import auth, network, statedir
 from playground.cluster import topology as topology_mod
 from playground.cluster.addresses import NodeAddress, from_json
 from playground.cluster.procs import title
@@ -36,6 +36,8 @@ class NodeContext:
     topology: topology_mod.Topology
     address: NodeAddress
     time: TimeScale
+    #: The cluster's platform token (from the secret store; never logged or passed on).
+    token: str = field(default="", repr=False)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -51,6 +53,11 @@ class NodeContext:
     def address_of(self, name: str) -> NodeAddress:
         a = self.cluster["addresses"][name]
         return from_json(a)
+
+    @property
+    def task_user(self) -> str:
+        """Who tasks run as by default when the agents run as root (``task_user``)."""
+        return str(self.cluster.get("task_user") or self.topology.task_user)
 
     @property
     def coordinator_url(self) -> str:
@@ -71,7 +78,13 @@ def load_context(state_dir: Path, name: str) -> NodeContext:
         float(cluster.get("clock_epoch", 0.0)),
         float(cluster.get("clock_epoch", 0.0)),
     )
-    return NodeContext(state, name, cluster, spec, topo, addr, ts)
+    token = auth.load_token(state.root)
+    if token is None:
+        raise RuntimeError(
+            f"no platform token in {state.root}/secrets (or it is unreadable): "
+            "start the cluster with `playground up`, which creates it"
+        )
+    return NodeContext(state, name, cluster, spec, topo, addr, ts, token)
 
 
 def preload() -> None:
@@ -118,13 +131,19 @@ def main(state_dir: Path | str, name: str) -> int:
         setproctitle.setproctitle(title(Path(state_dir), name))
     except ImportError:  # pragma: no cover - the dependency is declared
         pass
+    # Everything a node writes in the state directory is the cluster user's only.
+    os.umask(statedir.UMASK)
     logging.basicConfig(
         level=os.environ.get("PLAYGROUND_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    ctx = load_context(Path(state_dir), name)
+    try:
+        ctx = load_context(Path(state_dir), name)
+    except RuntimeError as exc:
+        log.error("node %s cannot start: %s", name, exc)
+        return 2
     set_event_source(name)
     network.install(ctx.state, name, ctx.cluster["addresses"])
     log.info(

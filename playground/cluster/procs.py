@@ -298,7 +298,7 @@ def _fork_node(state_dir: Path, node: str, log: Path) -> ProcRef:
 def _become_node(state_dir: Path, node: str, log: Path) -> None:
     code = 1
     try:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(fd, 1)

@@ -6,6 +6,13 @@ Layout (``schema_version`` 1)::
     STATE/events.jsonl      the event timeline (one JSON object per line, see below)
     STATE/.lock             serialises writers of cluster.json
     STATE/nodes/NAME/       one folder per node: its work dir and its log (node.log)
+    STATE/secrets/          the secret store (the platform token, keys), 0700
+
+Permissions: the state directory belongs to the cluster's user. It and ``nodes/`` are
+0711 (others may traverse to a task's sandbox, as Mesos's work directory, but list
+nothing); every file the kit writes here is 0600 and every other directory 0700, except
+the paths an agent opens (``o+x`` only) to the sandboxes and volumes of tasks running as
+another user (:mod:`playground.mesos.users`).
 """
 
 from __future__ import annotations
@@ -40,6 +47,10 @@ def set_event_source(name: str) -> None:
 
 
 ENV_STATE_DIR = "PLAYGROUND_STATE_DIR"
+#: The state directory and ``nodes/``: traversable by others, listable by the owner only.
+DIR_MODE = 0o711
+#: What the kit's processes create under the state directory is the owner's only.
+UMASK = 0o077
 
 
 class StateDirError(PlaygroundError):
@@ -66,7 +77,9 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     """
     # Unique per process and thread: two writers must never share a temporary file.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
+    # Private whatever the umask: state files are the cluster user's only.
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+        os.fchmod(fh.fileno(), 0o600)
         fh.write(data)
         if durable:
             fh.flush()
@@ -105,14 +118,23 @@ class StateDir:
         return self.cluster_file.is_file()
 
     def ensure(self) -> None:
+        # Parents the kit creates stay traversable (tasks of another user reach their
+        # sandboxes by absolute path) whatever the umask.
+        for parent in reversed(self.root.parents):
+            if not parent.exists():
+                parent.mkdir(exist_ok=True)
+                os.chmod(parent, DIR_MODE)
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "nodes").mkdir(exist_ok=True)
+        for d in (self.root, self.root / "nodes"):
+            if d.stat().st_mode & 0o777 != DIR_MODE:
+                os.chmod(d, DIR_MODE)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Serialise read-modify-write of ``cluster.json`` between processes."""
         self.ensure()
-        with open(self.root / ".lock", "a+") as fh:
+        with open(os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600), "a+") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -148,7 +170,8 @@ class StateDir:
         event = {"schema": TIMELINE_SCHEMA, "time": time.time(), "kind": kind, "source": _source}
         event.update(fields)
         line = json.dumps(event, sort_keys=True, default=str)
-        with open(self.events_file, "a") as fh:
+        fd = os.open(self.events_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(fd, "a") as fh:
             fh.write(line + "\n")
 
     def events(self, since: float = 0.0, kinds: tuple[str, ...] = ()) -> list[dict[str, Any]]:

@@ -50,6 +50,11 @@ _NETWORK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
 _NETWORK_KEYS = ("name", "size")
 
 
+#: The default ``task_user``: an unprivileged account every Linux and macOS system has.
+DEFAULT_TASK_USER = "nobody"
+_USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
+
+
 class TopologyError(PlaygroundError):
     """A topology file is missing or invalid."""
 
@@ -105,6 +110,9 @@ class Topology:
     networks: tuple[NetworkSpec, ...] = ()
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: Who tasks run as when the agents run as root and the app names no ``user``
+    #: (Marathon's ``--mesos_user``); ignored when the agents are not root.
+    task_user: str = DEFAULT_TASK_USER
 
     def by_role(self, *roles: str) -> list[NodeSpec]:
         return [n for n in self.nodes if n.role in roles]
@@ -244,6 +252,9 @@ def parse(data: Any, source: str = "<topology>") -> Topology:
     if not 1 <= quorum <= counts["master"]:
         raise fail(f"quorum must be between 1 and the number of masters ({counts['master']})")
     networks = _parse_networks(data.get("networks"), fail)
+    task_user = data.get("task_user", DEFAULT_TASK_USER)
+    if not isinstance(task_user, str) or not _USER_NAME.match(task_user):
+        raise fail(f"task_user must be a user name (e.g. nobody), got {task_user!r}")
     n_agents = counts["agent"] + counts["public-agent"]
     if len(networks) * n_agents > ipam.MAX_SLICES:
         raise fail(
@@ -259,6 +270,7 @@ def parse(data: Any, source: str = "<topology>") -> Topology:
         networks=networks,
         source=source,
         raw=data,
+        task_user=task_user,
     )
 
 

@@ -13,6 +13,9 @@ HTTP API:
     DELETE /v1/election/{group}/{member}         resign (clean shutdown)
     GET|PUT|DELETE /v1/kv/{key}                  durable values with versions;
                                                  PUT honours ``If-Match: <version>``
+
+Everything but ``/health`` requires the platform token (``Authorization: token=<t>``);
+without it the answer is 401 ``{"message": ...}``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from playground.cluster.httpserver import json_response, read_json, run_app
+from playground.cluster.httpserver import json_response, read_json, require_token, run_app
 from playground.cluster.node import NodeContext
 from playground.cluster.statedir import atomic_write
 
@@ -160,7 +163,13 @@ class Coordinator:
         return json_response({"key": key, "deleted": True})
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(
+            middlewares=[
+                require_token(
+                    self.ctx.token, "the coordination node", lambda r: r.path == "/health"
+                )
+            ]
+        )
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/election/{group}", self.election)
         app.router.add_post("/v1/election/{group}/heartbeat", self.heartbeat)

@@ -189,7 +189,7 @@ class Api:
                     "mesos_heartbeat_interval": 15000,
                     "mesos_leader_ui_url": f"http://{master}/",
                     "mesos_role": appdef.MARATHON_ROLE,
-                    "mesos_user": "root",
+                    "mesos_user": m.mesos_user,
                     "min_revive_offers_interval": 5000,
                     "offer_matching_timeout": 3000,
                     "on_elected_prepare_timeout": 180000,

@@ -238,10 +238,15 @@ class Marathon:
         record_event: Callable[..., None] | None = None,
         storage_url: str | None = None,
         node_of: dict[tuple[str, int], str] | None = None,
+        token: str | None = None,
+        mesos_user: str = "root",
     ) -> None:
         self.store = store
+        #: Marathon's ``--mesos_user``: the framework's user, so the user of tasks whose
+        #: app names none (the cluster's ``task_user``).
+        self.mesos_user = mesos_user
         #: The storage node, for tasks with external volumes (None: no storage node).
-        self.storage = external.StorageView(storage_url)
+        self.storage = external.StorageView(storage_url, token)
         self._storage_session: aiohttp.ClientSession | None = None
         #: (host, port) of an agent -> its node name (for the storage pools).
         self.node_of = node_of or {}
@@ -282,7 +287,7 @@ class Marathon:
         self.driver = Driver(
             masters,
             {
-                "user": "root",
+                "user": mesos_user,
                 "name": "marathon",
                 "failover_timeout": FAILOVER_TIMEOUT,
                 "checkpoint": True,

@@ -16,6 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from playground.client import auth as client_auth
 from playground.storage.driver import DRIVERS, parse_inline
 
 if TYPE_CHECKING:
@@ -130,8 +131,10 @@ def validate_app(app: dict[str, Any], path: str, add: Any) -> None:
 class StorageView:
     """What Marathon knows of the storage node: online pools, volumes' online replicas."""
 
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, token: str | None = None) -> None:
         self.url = url
+        #: The platform token the storage control API requires.
+        self.headers = client_auth.headers(token)
         self.fetched = 0.0
         self.pools: dict[str, bool] = {}
         self.volumes: dict[str, dict[str, Any]] = {}
@@ -145,9 +148,12 @@ class StorageView:
         self.fetched = time.monotonic()
         try:
             timeout = aiohttp.ClientTimeout(total=1.0)
-            async with session.get(f"{self.url}/v1/pools", timeout=timeout) as r:
+            h = self.headers
+            async with session.get(f"{self.url}/v1/pools", timeout=timeout, headers=h) as r:
+                r.raise_for_status()
                 pools = await r.json()
-            async with session.get(f"{self.url}/v1/volumes", timeout=timeout) as r:
+            async with session.get(f"{self.url}/v1/volumes", timeout=timeout, headers=h) as r:
+                r.raise_for_status()
                 vols = await r.json()
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             if self.reachable:

@@ -30,6 +30,8 @@ async def serve(ctx: NodeContext) -> int:
         stop=ctx.stop,
         record_event=ctx.state.record_event,
         storage_url=_storage_url(ctx),
+        token=ctx.token,
+        mesos_user=ctx.task_user,
         node_of={
             (ctx.address_of(n.name).host, ctx.address_of(n.name).port): n.name
             for n in ctx.topology.nodes

@@ -37,14 +37,15 @@ import psutil
 from aiohttp import web
 
 from playground import MESOS_VERSION
+from playground.cluster import auth
 from playground.cluster.httpserver import json_response, read_json, run_app, supervise
 from playground.cluster.node import NodeContext
 from playground.cluster.procs import ProcRef
 from playground.cluster.statedir import atomic_write
 from playground.mesos import constants as C
-from playground.mesos import ipam, persistence, portmap
+from playground.mesos import ipam, persistence, portmap, users
 from playground.mesos.resources import Resources, attributes_flat
-from playground.mesos.transport import MessageError, Transport
+from playground.mesos.transport import MessageError, Transport, internal_messages_guard
 from playground.storage import driver as storage_driver
 
 log = logging.getLogger("playground.agent")
@@ -179,7 +180,7 @@ class Agent:
         self.spec = ctx.spec
         self.host = ctx.address.host
         self.port = ctx.address.port
-        self.transport = Transport(ctx.name)
+        self.transport = Transport(ctx.name, ctx.token)
         self.registration_warned = 0.0
         self.work = ctx.work_dir
         self.meta = self.work / "meta"
@@ -597,6 +598,23 @@ class Agent:
                 "SOURCE_AGENT",
             )
             return
+        user: users.TaskUser | None = None
+        if users.can_switch():
+            # Mesos's --switch_user: the command's user, else the framework's.
+            name = users.requested(
+                (info.get("command") or {}).get("user"),
+                run.framework_info.get("user"),
+                self.ctx.task_user,
+            )
+            try:
+                user = users.resolve(name)
+            except users.UserError as exc:
+                with open(sandbox / "stderr", "ab") as fh:
+                    fh.write(f"playground: {exc}\n".encode())
+                self.update(
+                    run, "TASK_FAILED", str(exc), "REASON_CONTAINER_LAUNCH_FAILED", "SOURCE_AGENT"
+                )
+                return
         problem = self.volumes.mount(info.get("resources") or [], sandbox)
         if problem is not None:
             self.update(
@@ -633,6 +651,10 @@ class Agent:
             "arguments": cmd.get("arguments", []),
             "env": {**self.task_env(run), **vol_env},
         }
+        if user is not None:
+            launch["user"] = user.to_json()
+            launch["env"].update(user.env())
+            await asyncio.to_thread(self.hand_over, run, user, vol_env)
         (meta / "launch.json").write_text(json.dumps(launch))
         rfd, wfd = os.pipe()
         try:
@@ -709,6 +731,35 @@ class Agent:
             if vol_env:
                 self.spawn(self.report_volume_pid(run))
 
+    def hand_over(self, run: Run, user: users.TaskUser, vol_env: dict[str, str]) -> None:
+        """Give the sandbox and the task's volumes to the task's user (it is not ours).
+
+        The directories from the state directory down to them become traversable (o+x,
+        never readable) by others. An external volume's working copy is handed over on
+        every attach (the storage node writes replicas as root); a local persistent
+        volume only while it is empty, as Mesos does.
+        """
+        root = self.ctx.state.root
+        users.make_traversable(run.sandbox, root)
+        users.chown_tree(run.sandbox, user)
+        external = set()
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            for v in json.loads(vol_env.get("PLAYGROUND_VOLUMES") or "{}").values():
+                external.add(os.path.realpath(v["path"]))
+        for dirpath, dirnames, filenames in os.walk(run.sandbox):
+            for name in dirnames + filenames:
+                link = os.path.join(dirpath, name)
+                if not os.path.islink(link):
+                    continue
+                target = Path(os.path.realpath(link))
+                if not target.is_dir():
+                    continue
+                users.make_traversable(target, root)
+                if str(target) in external:
+                    users.chown_tree(target, user)
+                elif not any(target.iterdir()):
+                    os.chown(target, user.uid, user.gid)
+
     def allocate_addresses(self, run: Run) -> str | None:
         """Give the task an address on each of its container networks; None, or why not."""
         for info in _network_infos(run.info):
@@ -780,6 +831,8 @@ class Agent:
                     "name": reply["volume"]["name"],
                     "path": str(where),
                     "size_bytes": reply["volume"]["size_bytes"],
+                    # Good for this volume's GET and sync only (the kv's durable mode).
+                    "token": auth.volume_token(self.ctx.token, reply["volume"]["id"]),
                 }
         except (MessageError, OSError, ValueError, KeyError) as exc:
             detail = (
@@ -1272,7 +1325,10 @@ class Agent:
         )
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app = web.Application(
+            client_max_size=16 * 1024 * 1024,
+            middlewares=[internal_messages_guard(self.ctx.token, "the agent")],
+        )
         r = app.router
         r.add_post("/slave(1)/mesos.internal.{message}", self.internal)
         for path in ("/state", "/slave(1)/state", "/state.json", "/slave(1)/state.json"):

@@ -6,6 +6,11 @@ the task in its own process group with the sandbox's ``stdout``/``stderr``, writ
 ``RUN_DIR/task.pid``, waits, and writes ``RUN_DIR/exit.json`` atomically. It becomes
 a child subreaper, so daemonising grandchildren stay in its tree (and are found when
 the node is killed).
+
+When ``launch.json`` names a ``user`` (the agent runs as root: Mesos's
+``--switch_user``), the task's process enters its sandbox, then drops privileges
+(supplementary groups, gid, uid) before it executes the command; the executor itself
+stays root, so it can still signal and reap the task.
 """
 
 from __future__ import annotations
@@ -37,6 +42,22 @@ def _atomic_json(path: str, data: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
+def credentials(user: dict[str, object] | None) -> dict[str, object]:
+    """``Popen`` arguments that drop the task's privileges to ``user`` (none: keep ours).
+
+    ``subprocess`` does it in the child between fork and exec, in the safe order:
+    ``chdir`` (into the sandbox, while still privileged), ``setgroups``, ``setregid``,
+    ``setreuid``.
+    """
+    if not user:
+        return {}
+    return {
+        "user": int(user["uid"]),  # type: ignore[call-overload]
+        "group": int(user["gid"]),  # type: ignore[call-overload]
+        "extra_groups": [int(g) for g in user.get("groups") or []],  # type: ignore[attr-defined]
+    }
+
+
 def main(run_dir: str, notify_fd: int | None = None) -> int:
     with open(os.path.join(run_dir, "launch.json")) as fh:
         spec = json.load(fh)
@@ -44,6 +65,11 @@ def main(run_dir: str, notify_fd: int | None = None) -> int:
     _subreaper()
     out = open(os.path.join(sandbox, "stdout"), "ab", buffering=0)
     err = open(os.path.join(sandbox, "stderr"), "ab", buffering=0)
+    user = spec.get("user")
+    if user:
+        # The sandbox's output belongs to the task's user, as the rest of its sandbox.
+        for fh in (out, err):
+            os.fchown(fh.fileno(), int(user["uid"]), int(user["gid"]))
     if spec.get("shell", True):
         argv = ["/bin/sh", "-c", spec["value"]]
     else:
@@ -62,8 +88,10 @@ def main(run_dir: str, notify_fd: int | None = None) -> int:
             stderr=err,
             process_group=0,
             close_fds=True,
+            umask=0o022,
+            **credentials(user),  # type: ignore[arg-type]
         )
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         err.write(f"Failed to launch the task: {exc}\n".encode())
         _atomic_json(
             os.path.join(run_dir, "exit.json"), {"launch_error": str(exc), "time": time.time()}

@@ -33,7 +33,7 @@ from playground.mesos import constants as C
 from playground.mesos import maintenance, persistence
 from playground.mesos.recordio import encode as recordio_encode
 from playground.mesos.resources import Resources, attributes_flat
-from playground.mesos.transport import MessageError, Transport
+from playground.mesos.transport import MessageError, Transport, internal_messages_guard
 
 log = logging.getLogger("playground.master")
 
@@ -396,7 +396,7 @@ class Master:
         self.l4lb: L4lb | None = None
         self.leader: dict[str, Any] | None = None  # leader_data from the coordinator
         self.epoch = 0
-        self.transport = Transport(ctx.name)
+        self.transport = Transport(ctx.name, ctx.token)
         self.agents: dict[str, AgentRec] = {}
         self.unreachable: dict[str, float] = {}  # agent id -> time marked unreachable
         self.gone: dict[str, float] = {}
@@ -2266,7 +2266,10 @@ class Master:
                 fw.queue.put_nowait(None)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app = web.Application(
+            client_max_size=16 * 1024 * 1024,
+            middlewares=[internal_messages_guard(self.ctx.token, "the master")],
+        )
         app.on_shutdown.append(self.end_streams)
         r = app.router
         r.add_post("/api/v1/scheduler", self.scheduler_api)

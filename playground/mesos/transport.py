@@ -12,13 +12,26 @@ from typing import Any
 
 import aiohttp
 
+from playground.client import auth as client_auth
 from playground.cluster import network
+from playground.cluster.httpserver import require_token
 
 log = logging.getLogger("playground.transport")
 
 #: I/O timeouts are not scaled: they protect against a hung peer, not model a cluster timer.
 IO_TIMEOUT = 5.0
 NODE_HEADER = "Playground-Node"
+
+
+def internal_messages_guard(token: str, service: str) -> Any:
+    """A middleware refusing internal messages (``.../mesos.internal.*``) without the token.
+
+    Internal messages launch, kill and shut down tasks and agents; they are the nodes'
+    own protocol, not a public API, so only holders of the platform token may send them.
+    Mesos's public endpoints (state, operator and scheduler APIs) stay open, as on an
+    open DC/OS cluster.
+    """
+    return require_token(token, service, lambda r: "/mesos.internal." not in r.path, text=True)
 
 
 class MessageError(Exception):
@@ -33,8 +46,10 @@ class MessageError(Exception):
 class Transport:
     """One HTTP client session per node for its outgoing messages."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, token: str | None = None) -> None:
         self.node = node
+        #: The platform token the peers' internal endpoints require.
+        self._headers = {NODE_HEADER: node, **client_auth.headers(token)}
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -42,7 +57,7 @@ class Transport:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=IO_TIMEOUT),
-                headers={NODE_HEADER: self.node},
+                headers=self._headers,
                 connector=aiohttp.TCPConnector(limit=0, force_close=False, ssl=False),
                 trace_configs=network.trace_configs(),
             )

@@ -520,7 +520,7 @@ def cluster_nodes(ctx: NodeContext) -> list[Node]:
 async def serve(ctx: NodeContext) -> int:
     from playground.mesos.transport import Transport
 
-    transport = Transport(ctx.name)
+    transport = Transport(ctx.name, ctx.token)
 
     async def fetch(url: str) -> tuple[int, str]:
         async with transport.session.get(

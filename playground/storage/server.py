@@ -23,6 +23,11 @@ HTTP API (JSON; errors are ``{"message": ..., "hint": ...}`` with 400/404/409/50
     POST /v1/volumes/{ref}/clone {name}
     GET  /v1/snapshots                  GET|DELETE /v1/snapshots/{id}
     POST /v1/snapshots/{id}/restore {to?}
+
+Everything but ``/health`` and ``/metrics`` requires the platform token
+(``Authorization: token=<t>``; 401 ``{"message": ...}`` without it), except that a task's
+volume token (:func:`playground.cluster.auth.volume_token`, in ``PLAYGROUND_VOLUMES``)
+may ``GET /v1/volumes/{ref}`` and ``POST /v1/volumes/{ref}/sync`` for its own volume.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from playground.cluster import network
-from playground.cluster.httpserver import json_response, run_app, supervise
+from playground.cluster import auth, network
+from playground.cluster.httpserver import json_response, require_token, run_app, supervise
 from playground.cluster.statedir import atomic_write
 from playground.storage import policy as policy_mod
 from playground.storage import replication, snapshots
@@ -123,6 +128,10 @@ class PoolState:
             "used_bytes": used,
             "volumes": volumes,
         }
+
+
+#: What a task may do with its own volume's token (the ``kv`` workload's durable mode).
+VOLUME_TOKEN_CALLS = {("GET", "/v1/volumes/{ref}"), ("POST", "/v1/volumes/{ref}/sync")}
 
 
 class StorageNode:
@@ -756,8 +765,11 @@ class StorageNode:
 
     # ---- HTTP ---------------------------------------------------------------------------
     def app(self) -> web.Application:
+        # The token check runs inside the audit, so refused attempts are audited too.
+        guard = require_token(self.ctx.token, "the storage control API", self.open_to)
         app = web.Application(
-            middlewares=[self.audit_middleware, errors_middleware], client_max_size=1 << 20
+            middlewares=[self.audit_middleware, guard, errors_middleware],
+            client_max_size=1 << 20,
         )
         r = app.router
         r.add_get("/v1/policy", self.h_policy)
@@ -1600,6 +1612,27 @@ class StorageNode:
                 live_sealed |= snapshots.digests(self.manifest_of(x))
             removed += int(await asyncio.to_thread(self.sealed.collect, live_sealed))
         return removed
+
+    # ---- who may call what ---------------------------------------------------------------
+    def open_to(self, request: web.Request) -> bool:
+        """Requests that need no platform token: health, metrics, and a task's own volume.
+
+        A task with an external volume holds that volume's token (an HMAC of the platform
+        token and the volume id) and may read the volume and ``sync`` it, nothing else.
+        """
+        if request.path in ("/health", "/metrics"):
+            return True
+        resource = request.match_info.route.resource
+        canonical = resource.canonical if resource is not None else ""
+        if (request.method, canonical) not in VOLUME_TOKEN_CALLS:
+            return False
+        try:
+            vol = self.reg.find(request.match_info["ref"])
+        except StorageError:
+            return False
+        return auth.matches(
+            auth.presented(request.headers), auth.volume_token(self.ctx.token, vol["id"])
+        )
 
     # ---- audit --------------------------------------------------------------------------
     @web.middleware

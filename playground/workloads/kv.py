@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from playground.client import auth as client_auth
 from playground.workloads.kvlog import KVLog, VolumeFullError
 from playground.workloads.web import serve_app, url_of
 
@@ -52,8 +53,17 @@ class StorageLink:
     the volume's size again, so an online resize lets writes resume.
     """
 
-    def __init__(self, url: str, volume_id: str, name: str, size_bytes: int | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        volume_id: str,
+        name: str,
+        size_bytes: int | None,
+        token: str | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
+        #: The volume's own token (the agent puts it in PLAYGROUND_VOLUMES).
+        self.headers = client_auth.headers(token)
         self.volume_id = volume_id
         self.name = name
         self.size_bytes = size_bytes
@@ -73,12 +83,20 @@ class StorageLink:
             path = Path(v["path"]).resolve()
             if real == path or path in real.parents:
                 size = v.get("size_bytes")
-                return cls(url, str(v["id"]), str(v["name"]), int(size) if size else None)
+                return cls(
+                    url,
+                    str(v["id"]),
+                    str(v["name"]),
+                    int(size) if size else None,
+                    v.get("token"),
+                )
         return None
 
     def _session(self) -> aiohttp.ClientSession:
         if self.session is None:
-            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            self.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=30), headers=self.headers
+            )
         return self.session
 
     async def sync(self) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from playground.client import auth as client_auth
+from playground.cluster import auth
 from tests.e2e.test_cli import as_json, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
@@ -177,6 +179,7 @@ def test_rebuild_agent_with_a_clean_disk_gets_a_new_id(state: Path) -> None:
             "pid": f"slave(1)@{before['address']}",
             "url": f"http://{before['address']}",
         },
+        headers=client_auth.headers(auth.load_token(state)),  # as an agent would
         timeout=5,
     )
     assert back.status_code == 403 and "gone" in back.text

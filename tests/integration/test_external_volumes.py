@@ -20,6 +20,7 @@ import pytest
 from playground.backends import EmbeddedBackend
 from playground.chaos.faults import Faults
 from tests.conftest import playground_cmd
+from tests.support import auth
 from tests.support.marathon_http import Marathon, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -58,7 +59,9 @@ def marathon(cluster: EmbeddedBackend) -> Iterator[Marathon]:
 
 @pytest.fixture(scope="module")
 def storage(cluster: EmbeddedBackend) -> Iterator[httpx.Client]:
-    client = httpx.Client(base_url=str(cluster.endpoints()["storage"]), timeout=30)
+    client = httpx.Client(
+        base_url=str(cluster.endpoints()["storage"]), timeout=30, headers=auth.headers(cluster)
+    )
     wait_until(
         lambda: all(p["online"] for p in client.get("/v1/pools").json()), 20, desc="pools online"
     )

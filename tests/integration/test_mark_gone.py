@@ -13,6 +13,7 @@ from playground.backends import EmbeddedBackend
 from playground.chaos.faults import FaultError, Faults
 from playground.cluster import procs
 from tests.integration.test_scheduler_api import agent_id_of, master_url, offer_on, sandbox_pid
+from tests.support import auth
 from tests.support.v1scheduler import V1Scheduler, task_info
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -77,6 +78,7 @@ def test_mark_agent_gone_ends_tasks_and_the_agent_for_good(cluster: EmbeddedBack
                 "pid": f"slave(1)@{address}",
                 "url": f"http://{address}",
             },
+            headers=auth.headers(cluster),  # as an agent would: internal messages need it
             timeout=5,
         )
         assert back.status_code == 403 and "gone" in back.text

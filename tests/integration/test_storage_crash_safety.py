@@ -29,6 +29,7 @@ import pytest
 from playground.backends import EmbeddedBackend
 from playground.cloud import Cloud
 from playground.storage.replication import digest_tree
+from tests.support import auth
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -69,7 +70,9 @@ def eventually(fn: Callable[[], T | None], timeout: float = 30.0, what: str = ""
 
 
 def api(cluster: EmbeddedBackend) -> httpx.Client:
-    return httpx.Client(base_url=cluster.endpoints()["storage"], timeout=120)
+    return httpx.Client(
+        base_url=cluster.endpoints()["storage"], timeout=120, headers=auth.headers(cluster)
+    )
 
 
 def call(cluster: EmbeddedBackend, method: str, path: str, **kw: Any) -> Any:

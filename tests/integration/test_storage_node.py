@@ -20,6 +20,7 @@ from playground.backends import EmbeddedBackend
 from playground.chaos.faults import Faults
 from playground.cluster.statedir import StateDir
 from playground.storage.replication import digest_tree
+from tests.support import auth
 from tests.support.marathon_http import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,8 +29,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 class Storage:
     """The storage node's API (JSON in, JSON out, the status kept)."""
 
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30)
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30, headers=headers)
 
     def call(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
         r = self.http.request(method, path, json=body)
@@ -63,7 +64,7 @@ class Storage:
 
 @pytest.fixture(scope="module")
 def storage(cluster: EmbeddedBackend) -> Iterator[Storage]:
-    st = Storage(str(cluster.endpoints()["storage"]))
+    st = Storage(str(cluster.endpoints()["storage"]), auth.headers(cluster))
     wait_until(lambda: all(p["online"] for p in st.get("/v1/pools")), 20, desc="every pool online")
     yield st
     st.http.close()

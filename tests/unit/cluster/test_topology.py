@@ -152,3 +152,13 @@ def test_invalid_networks_name_the_field(tmp_path: Path, networks: str, message:
         t.load(str(f))
     assert message in str(err.value)
     assert str(f) in str(err.value)
+
+
+def test_task_user_defaults_to_nobody_and_is_validated() -> None:
+    """`task_user` (who tasks run as under root agents) defaults to nobody; junk is refused."""
+    import yaml
+
+    assert t.load("default").task_user == "nobody"
+    assert t.parse(yaml.safe_load("name: x\ntask_user: daemon\n" + _NODES)).task_user == "daemon"
+    with pytest.raises(t.TopologyError, match="task_user must be a user name"):
+        t.parse(yaml.safe_load("name: x\ntask_user: 'a b'\n" + _NODES))
