@@ -63,7 +63,15 @@ def task_output(cluster: EmbeddedBackend, task_id: str, until: str) -> str:
 @pytest.fixture(scope="module")
 def probe(cluster: EmbeddedBackend, marathon: Marathon) -> dict[str, dict[str, Any]]:
     """Run the probe as a task of an app with the default user; its attempts by name."""
-    created = pg(cluster, "volume", "create", "victim", "--size", "1")
+
+    # The agents' storage pools come online a moment after `up`: retry until one is.
+    def create() -> subprocess.CompletedProcess[str] | None:
+        cp = pg(cluster, "volume", "create", "victim", "--size", "1")
+        if cp.returncode != 0 and "available: none" in cp.stderr:
+            return None
+        return cp
+
+    created = wait_until(create, 30, desc="an online storage pool for the victim volume")
     assert created.returncode == 0, created.stderr
     ep = cluster.endpoints()
     nodes = {n.name: n for n in cluster.nodes()}
