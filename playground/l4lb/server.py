@@ -113,7 +113,9 @@ class L4lb:
 
     def _event(self, kind: str, details: dict[str, Any]) -> None:
         if kind == "bind-failed":
-            log.warning("VIP address %s could not be bound: %s", details, kind)
+            log.warning(
+                "VIP port %s could not be bound: %s", details.get("port"), details.get("error")
+            )
 
     async def apply(self, table: VipTable) -> None:
         """Serve ``table``: listeners for new VIPs, none for VIPs that are gone."""

@@ -21,7 +21,7 @@ import pytest
 
 from playground.backends import EmbeddedBackend
 from playground.client.edge import EdgeClient
-from tests.support.marathon_http import Marathon, app_def, wait_until
+from tests.support.marathon_http import Marathon, answering, app_def, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,14 +47,6 @@ def m(marathon: Marathon) -> Iterator[Marathon]:
 def edge(cluster: EmbeddedBackend) -> Iterator[EdgeClient]:
     with EdgeClient(str(cluster.endpoints()["edge_stats"])) as client:
         yield client
-
-
-def answering(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Wait until every task's web server answers (a running task may still be starting)."""
-    for t in tasks:
-        wait_until(lambda t=t: httpx.get(f"http://{t['host']}:{t['ports'][0]}/", timeout=2).status_code == 200,
-                   10, desc=f"{t['id']} answering")  # fmt: skip
-    return tasks
 
 
 def web_app(app_id: str, instances: int = 3, **labels: str) -> dict[str, Any]:

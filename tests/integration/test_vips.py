@@ -22,7 +22,7 @@ import pytest
 from playground.backends import EmbeddedBackend
 from playground.cli.vips import collect
 from playground.client.dns import DnsClient
-from tests.support.marathon_http import Marathon, app_def, wait_until
+from tests.support.marathon_http import Marathon, answering, app_def, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,14 +53,6 @@ def vip_app(app_id: str, vip: str, instances: int = 3) -> dict[str, Any]:
         portDefinitions=[{"port": 0, "name": "http", "labels": {"VIP_0": vip}}],
         mem=128,
     )
-
-
-def answering(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Wait until every task's web server answers (a running task may still be starting)."""
-    for t in tasks:
-        wait_until(lambda t=t: httpx.get(f"http://{t['host']}:{t['ports'][0]}/", timeout=2).status_code == 200,
-                   10, desc=f"{t['id']} answering")  # fmt: skip
-    return tasks
 
 
 def view(cluster: EmbeddedBackend) -> dict[str, Any]:

@@ -254,3 +254,12 @@ class EventStream:
             return next((e for e in self.of_type(event_type) if predicate(e)), None)
 
         return wait_until(found, timeout, interval=0.05, desc=f"a {event_type} event")
+
+
+def answering(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Wait until every task's web server answers on its first port (a running task may
+    still be starting)."""
+    for t in tasks:
+        wait_until(lambda t=t: httpx.get(f"http://{t['host']}:{t['ports'][0]}/", timeout=2).status_code == 200,
+                   10, desc=f"{t['id']} answering")  # fmt: skip
+    return tasks
