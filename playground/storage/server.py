@@ -193,6 +193,11 @@ class StorageNode:
         pool = self.pools.get(rep["node"])
         return bool(pool and pool.online and pool.pool_id == rep.get("pool_id"))
 
+    def current(self, vol: dict[str, Any], rep: dict[str, Any]) -> bool:
+        """The replica is online and may serve the volume: not one still holding what a
+        restore replaced (``stale`` until a pass from the working copy levels it)."""
+        return self.replica_ok(vol, rep) and not rep.get("stale")
+
     def pool_list(self, online_only: bool = False) -> list[Pool]:
         prov: dict[str, float] = {}
         for v in self.reg.volumes.values():
@@ -219,9 +224,9 @@ class StorageNode:
         """Where the volume's freshest data is: the working copy, else the freshest replica."""
         reps = {r["node"]: r for r in vol["replicas"]}
         primary = vol.get("primary")
-        if primary in reps and self.replica_ok(vol, reps[primary]):
+        if primary in reps and self.current(vol, reps[primary]):
             return str(primary)
-        online = [r["node"] for r in vol["replicas"] if self.replica_ok(vol, r)]
+        online = [r["node"] for r in vol["replicas"] if self.current(vol, r)]
         if not online:
             return None
         return max(online, key=lambda n: (self.synced_through(vol, n), n))
@@ -239,7 +244,7 @@ class StorageNode:
             live = self.lag.get(vol["id"], {}).get(r["node"], {})
             if not (pool and pool.online):
                 state = "offline"
-            elif not ok:
+            elif not ok or r.get("stale"):
                 state = "resync"
             elif r["node"] == primary:
                 state = "working-copy"
@@ -477,6 +482,9 @@ class StorageNode:
             if rep.get("synced_through", 0) < start - 1 or durable:
                 rep["synced_through"] = start
                 self._dirty = True
+            if rep.pop("stale", None):
+                self.event("storage.replica.level", volume=vol["name"], node=node)
+                self._dirty = True
             out["replicas"][node] = "synced"
         if len(vol["replicas"]) == 1 or all(r["node"] == src for r in vol["replicas"]):
             self.usage[vol["id"]] = await asyncio.to_thread(replication.usage, src_dir)
@@ -489,18 +497,37 @@ class StorageNode:
     async def restore_replicas(
         self, vol: dict[str, Any], store: ChunkStore, manifest: dict[str, Any]
     ) -> None:
-        """Restore a snapshot into the volume's working copy (built aside, renamed into
-        place, durable), then bring every online replica level with a durable pass: files
-        keep the snapshot's modification times, so only what differs is copied."""
+        """Restore a snapshot into the volume's working copy (built aside, durable, renamed
+        into place); the other replicas catch up in the background, as replication does.
+
+        Until a pass from the working copy levels them they are ``stale``: shown as
+        ``resync`` and never promoted, so a node lost meanwhile cannot bring the replaced
+        data back (the volume waits for the working copy's node instead). They are marked
+        before the working copy changes, so a crash at any point errs on the safe side.
+        Restored files keep the snapshot's modification times, so an in-place restore
+        copies only the files that differ to the other replicas."""
         src = self.source(vol)
         if src is None:
             raise StorageError(409, f"volume {vol['name']} has no online replica")
+        vol["primary"] = src
+        for r in vol["replicas"]:
+            if r["node"] != src:
+                r["stale"] = True
+                self.lag.setdefault(vol["id"], {}).pop(r["node"], None)
+        self.save()
         await asyncio.to_thread(
             snapshots.restore, store, manifest, self.replica_dir(src, vol["id"])
         )
-        vol["primary"] = src
         self.known.pop(vol["id"], None)
-        await self.replicate(vol, durable=True)
+        if len(vol["replicas"]) > 1:
+            self.spawn(self.level(vol["id"]))
+
+    async def level(self, vol_id: str) -> None:
+        """One durable pass to every online replica, once the volume's lock is free."""
+        async with self.lock(vol_id):
+            vol = self.reg.volumes.get(vol_id)
+            if vol is not None and any(r.get("stale") for r in vol["replicas"]):
+                await self.replicate(vol, durable=True)
 
     def forget_volume(self, vol: dict[str, Any]) -> None:
         self.reg.volumes.pop(vol["id"], None)
@@ -692,6 +719,15 @@ class StorageNode:
                 att["node"],
             )
         src = self.source(vol)
+        behind = [r["node"] for r in vol["replicas"] if self.replica_ok(vol, r)]
+        if src is None and behind:
+            raise StorageError(
+                409,
+                f"volume {vol['name']}: the replicas online ({', '.join(behind)}) still hold"
+                " what a restore replaced; its working copy's node "
+                f"{vol.get('primary')} is offline",
+                hint="bring that node back (`playground heal`): the restored data is there",
+            )
         if src is None:
             where = ", ".join(r["node"] for r in vol["replicas"])
             raise StorageError(
@@ -739,6 +775,7 @@ class StorageNode:
                 if r["node"] == node:
                     r["pool_id"] = pool.pool_id
                     r["synced_through"] = self.synced_through(vol, src)
+                    r.pop("stale", None)
             self.known.get(vol["id"], {}).pop(node, None)
             if moved_from is not None:
                 vol["replicas"] = [r for r in vol["replicas"] if r["node"] != moved_from]

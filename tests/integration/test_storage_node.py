@@ -239,11 +239,24 @@ def test_snapshots_incremental_restore_clone_and_chunk_collection(storage: Stora
     assert all("manifest" not in s for s in listed)
     want = digest_tree(work)
 
-    # Delete records, restore in place: all back, on every replica.
+    # Delete records, restore in place: all back in the working copy when the call returns,
+    # then on every replica (they catch up in the background, shown as resync meanwhile).
     (work / "db" / "big.bin").unlink()
     (work / "db" / "log").write_bytes(b"truncated")
     restored = st.post(f"/v1/snapshots/{second['id']}/restore")
     assert restored["volume"]["name"] == "snappy"
+    assert digest_tree(work) == want
+    assert {r["state"] for r in restored["volume"]["replicas"] if not r["primary"]} <= {
+        "resync",
+        "in-sync",
+        "syncing",
+    }
+    wait_until(
+        lambda: all(r["state"] in ("working-copy", "in-sync") for r in
+                    st.get("/v1/volumes/snappy")["replicas"]),
+        10,
+        desc="every replica level after the restore",
+    )  # fmt: skip
     for r in vol["replicas"]:
         assert digest_tree(st.replica_dir(vol, r["node"])) == want, r["node"]
 
@@ -385,6 +398,57 @@ def test_pools_follow_their_agents_and_placement_sees_it(
     )
     wait_until(lambda: st.get("/v1/volumes/pooled")["status"] == "up", 10, desc="pooled back to up")
     st.delete("/v1/volumes/pooled")
+
+
+def test_a_replica_a_restore_left_behind_is_never_promoted(
+    cluster: EmbeddedBackend, storage: Storage, faults: Faults
+) -> None:
+    """A restore returns once the working copy holds the snapshot; a replica offline then
+    still holds the replaced data, so losing the working copy's node does not promote it:
+    the attach waits, naming the node to bring back, and gets the restored data after."""
+    st = storage
+    vol = st.create("left-behind", repl=2)
+    work = st.working_copy("left-behind")
+    (work / "data").write_text("snapshot\n")
+    snap = st.post("/v1/volumes/left-behind/snapshots", {}, 201)
+    (work / "data").write_text("replaced by the restore\n")
+    st.post("/v1/volumes/left-behind/sync")
+    primary = vol["primary"]
+    secondary = next(r["node"] for r in vol["replicas"] if not r["primary"])
+
+    faults.break_node(secondary, "crash")
+    wait_until(lambda: not st.pools()[secondary]["online"], 10, desc=f"{secondary}'s pool offline")
+    st.post(f"/v1/snapshots/{snap['id']}/restore")
+    assert (work / "data").read_text() == "snapshot\n"
+    faults.break_node(primary, "crash")
+    wait_until(lambda: not st.pools()[primary]["online"], 10, desc=f"{primary}'s pool offline")
+    faults.heal(secondary)
+    wait_until(lambda: st.pools()[secondary]["online"], 20, desc=f"{secondary}'s pool online")
+    states = {r["node"]: r["state"] for r in st.get("/v1/volumes/left-behind")["replicas"]}
+    assert states == {primary: "offline", secondary: "resync"}
+    assert (st.replica_dir(vol, secondary) / "data").read_text() == "replaced by the restore\n"
+
+    refused = st.post(
+        "/v1/volumes/left-behind/attach", {"node": secondary, "task_id": "t-behind"}, 409
+    )
+    assert "still hold what a restore replaced" in refused["message"]
+    assert primary in refused["message"] and "`playground heal`" in refused["hint"]
+    assert st.get("/v1/volumes/left-behind")["attachment"] is None
+
+    faults.heal(primary)
+    wait_until(lambda: st.pools()[primary]["online"], 20, desc=f"{primary}'s pool online")
+    wait_until(
+        lambda: (
+            {r["state"] for r in st.get("/v1/volumes/left-behind")["replicas"]}
+            == {"working-copy", "in-sync"}
+        ),
+        10,
+        desc="the replica levelled from the working copy",
+    )
+    assert (st.replica_dir(vol, secondary) / "data").read_text() == "snapshot\n"
+    st.post("/v1/volumes/left-behind/attach", {"node": secondary, "task_id": "t-behind"})
+    st.post("/v1/volumes/left-behind/detach", {"node": secondary, "task_id": "t-behind"})
+    st.delete("/v1/volumes/left-behind")
 
 
 def test_rebuilt_agent_gets_a_new_pool_that_resyncs(
