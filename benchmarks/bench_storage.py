@@ -58,8 +58,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_cluster import cli  # noqa: E402
+from playground.client import auth as client_auth  # noqa: E402
 from playground.cloud.server import Cloud  # noqa: E402
-from playground.cluster import procs  # noqa: E402
+from playground.cluster import auth, procs  # noqa: E402
 
 T = TypeVar("T")
 
@@ -121,7 +122,9 @@ class Bench:
         status = json.loads(cli("status", "--json", "--state-dir", str(state)))
         self.marathon = status["endpoints"]["marathon"]
         self.storage = status["endpoints"]["storage"]
-        self.http = httpx.Client(timeout=600)
+        # The storage control API wants the cluster's platform token (the CLI's header).
+        token = auth.load_token(state)
+        self.http = httpx.Client(timeout=600, headers=client_auth.headers(token))
         self.rng = random.Random(20261125)
         self.seq = 0
         #: errors of the storage node met (and worked around) during the run
