@@ -863,7 +863,10 @@ class Agent:
                     {"task_id": run.task_id, "pid": run.task_pid},
                 )
 
-    async def detach_volumes(self, run: Run) -> None:
+    async def detach_volumes(self, run: Run, begin: bool = False) -> None:
+        """Detach the task's external volumes once it ended; with ``begin``, only tell the
+        storage node the detach is coming (the task is being killed), so a restore waits
+        for it instead of refusing a volume about to be free."""
         url = self.storage_url()
         if url is None:
             return
@@ -871,7 +874,7 @@ class Agent:
             try:
                 await self.transport.post(
                     f"{url}/v1/volumes/{vol.name}/detach",
-                    {"node": self.ctx.name, "task_id": run.task_id},
+                    {"node": self.ctx.name, "task_id": run.task_id, "begin": begin},
                     timeout=120,
                 )
             except MessageError as exc:
@@ -981,6 +984,8 @@ class Agent:
         caps = {c.get("type") for c in run.framework_info.get("capabilities", [])}
         if "TASK_KILLING_STATE" in caps and run.state == "TASK_RUNNING":
             self.update(run, "TASK_KILLING")
+        if storage_driver.external_volumes(run.info):
+            self.spawn(self.detach_volumes(run, begin=True))
         if run.task_pid is None:
             run.task_pid = self.read_task_pid(run)
         if grace is None:

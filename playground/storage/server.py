@@ -76,6 +76,8 @@ log = logging.getLogger("playground.storage")
 
 #: Seconds between background replication passes of a volume.
 REPL_INTERVAL = 0.25
+#: Seconds a restore in place waits for a detach in progress (the task being stopped).
+DETACH_WAIT = 60.0
 #: Seconds between pool health probes, and the probe's timeout.
 PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 1.0
@@ -1045,6 +1047,13 @@ class StorageNode:
     async def h_detach(self, request: web.Request) -> web.Response:
         body = await self.body(request)
         vol = self.reg.find(request.match_info["ref"])
+        att = vol.get("attachment")
+        if att and att["task_id"] == body.get("task_id"):
+            # A detach in progress (the task is being killed, or its final pass waits for
+            # the lock): a restore waits for it rather than refusing.
+            att.setdefault("detaching", iso(time.time()))
+            if body.get("begin"):
+                return json_response({"id": vol["id"], "detached": False, "detaching": True})
         async with self.lock(vol["id"]):
             att = vol.get("attachment")
             if not att or att["task_id"] != body.get("task_id"):
@@ -1226,13 +1235,19 @@ class StorageNode:
                     f"the snapshot's volume {snap['volume']!r} is deleted",
                     hint="restore it into a new volume with --to NAME",
                 )
+        await self.wait_for_detach(vol)
         async with self.lock(vol["id"]):
             att = vol.get("attachment")
             if att:
+                waited = (
+                    f"; it has been detaching since {att['detaching']}"
+                    if att.get("detaching")
+                    else ""
+                )
                 raise StorageError(
                     409,
                     f"volume {vol['name']} is attached to task {att['task_id']} on "
-                    f"{att['node']}; restoring over a volume in use is refused",
+                    f"{att['node']}; restoring over a volume in use is refused{waited}",
                     hint="stop the app first (scale it to 0), or restore into a new volume"
                     " with --to NAME",
                 )
@@ -1260,6 +1275,17 @@ class StorageNode:
                 "duration_ms": round((time.monotonic() - t0) * 1000, 3),
             }
         )
+
+    async def wait_for_detach(self, vol: dict[str, Any]) -> None:
+        """While the volume's task is being stopped (a detach in progress), wait for the
+        detach, up to :data:`DETACH_WAIT` seconds; an attachment not detaching is left to
+        the caller to refuse."""
+        deadline = time.monotonic() + DETACH_WAIT
+        while time.monotonic() < deadline:
+            att = vol.get("attachment")
+            if not (att and att.get("detaching")):
+                return
+            await asyncio.sleep(0.05)
 
     async def h_clone(self, request: web.Request) -> web.Response:
         vol = self.reg.find(request.match_info["ref"])

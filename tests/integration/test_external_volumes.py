@@ -291,3 +291,61 @@ def test_full_volume_refuses_writes_until_an_online_resize(
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert kv.get("/v1/kv/filler").content == b"f" * (limit - 60_000)
     kv.close()
+
+
+def test_snapshot_restore_brings_deleted_records_back_waiting_for_the_detach(
+    cluster: EmbeddedBackend, marathon: Marathon, storage: httpx.Client, faults: Faults
+) -> None:
+    """The snapshot lesson: records deleted after a snapshot come back with a restore in
+    place. The app is scaled to 0 and the restore asked for at once, while its task (which
+    outlives SIGTERM) is still being stopped: the restore waits for that detach in progress
+    instead of refusing, then the app comes back on the restored volume."""
+    app = kv_app(
+        "/restored",
+        "restovol",
+        repl=2,
+        # kv ends on SIGTERM; the shell and its sleep ignore it, so the task stops slowly
+        cmd=f"trap '' TERM; {KV_CMD}; sleep 60",
+        taskKillGracePeriodSeconds=150,  # 3 s of wall time at the tests' time scale 50
+    )
+    (task,) = marathon.deploy(app)
+    kv_ready(task)
+    load = data(cluster, "load", "--app", "/restored", "--records", "60", "--seed", "11")
+    assert load.returncode == 0, load.stdout + load.stderr
+    snap = storage.post("/v1/volumes/restovol/snapshots", json={"name": "before-the-loss"})
+    assert snap.status_code == 201, snap.text
+
+    url = f"http://{task['host']}:{task['ports'][0]}"
+    keys = [k for k in httpx.get(f"{url}/v1/kv", timeout=5).json()["keys"] if "manifest" not in k]
+    for key in keys[:5]:
+        assert httpx.delete(f"{url}/v1/kv/{key}", timeout=5).status_code == 200
+    lost = data(cluster, "verify", "--app", "/restored")
+    assert lost.returncode == 1 and keys[0] in lost.stdout + lost.stderr
+
+    assert marathon.put("/v2/apps/restored", {"instances": 0}).status_code == 200
+    wait_until(
+        lambda: (storage.get("/v1/volumes/restovol").json()["attachment"] or {}).get("detaching"),
+        10,
+        desc="the stopping task's detach announced",
+    )
+    restored = storage.post(f"/v1/snapshots/{snap.json()['id']}/restore", json={}, timeout=90)
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["volume"]["attachment"] is None
+
+    wait_until(
+        lambda: not [d for d in marathon.deployments() if "/restored" in d["affectedApps"]],
+        10,
+        desc="the scale-down deployment over",
+    )
+    assert marathon.put("/v2/apps/restored", {"instances": 1}).status_code == 200
+    back = wait_until(
+        lambda: next(
+            (t for t in marathon.tasks("/restored") if t["state"] == "TASK_RUNNING"), None
+        ),
+        30,
+        desc="/restored running again",
+    )
+    kv_ready(back)
+    verify = data(cluster, "verify", "--app", "/restored")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "ok: 60 records" in verify.stdout
