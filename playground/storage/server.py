@@ -966,6 +966,15 @@ class StorageNode:
             res = await self.replicate(vol, durable=True)
         if res["source"] is None:
             raise StorageError(409, f"volume {vol['name']} has no online replica to sync from")
+        failed = {n: r for n, r in res["replicas"].items() if r.startswith("error")}
+        if failed:
+            # The promise is every online replica: one that could not be written breaks it.
+            where = "; ".join(f"{n}: {r}" for n, r in sorted(failed.items()))
+            raise StorageError(
+                503,
+                f"volume {vol['name']}: not every online replica holds the changes ({where})",
+                hint="retry the write; `playground volume inspect` shows the replicas' state",
+            )
         return json_response(
             {
                 "id": vol["id"],

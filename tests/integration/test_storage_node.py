@@ -220,6 +220,30 @@ def test_replicas_in_distinct_zones_sync_to_identical_content_and_verify(storage
     st.delete("/v1/volumes/repl-three")
 
 
+def test_sync_fails_when_an_online_replica_cannot_be_written(storage: Storage) -> None:
+    """``sync`` promises every online replica: one that cannot be written makes it fail
+    (503, naming the replica), so ``kv --durable`` does not acknowledge the write."""
+    st = storage
+    vol = st.create("unsyncable", repl=2)
+    (st.working_copy("unsyncable") / "f").write_text("x")
+    secondary = next(r["node"] for r in vol["replicas"] if not r["primary"])
+    rep = st.replica_dir(vol, secondary)
+    # A file where the replica's directory should be: every copy there fails.
+    wait_until(lambda: rep.is_dir(), 5, desc="the replica written once")
+    moved = rep.with_name(rep.name + ".aside")
+    rep.rename(moved)
+    rep.write_text("not a directory")
+    try:
+        failed = st.post("/v1/volumes/unsyncable/sync", status=503)
+        assert secondary in failed["message"] and "not every online replica" in failed["message"]
+    finally:
+        rep.unlink()
+        moved.rename(rep)
+    ok = st.post("/v1/volumes/unsyncable/sync")
+    assert ok["replicas"] == {secondary: "synced"}
+    st.delete("/v1/volumes/unsyncable")
+
+
 # ---- snapshots -----------------------------------------------------------------------------
 def test_snapshots_incremental_restore_clone_and_chunk_collection(storage: Storage) -> None:
     st = storage
