@@ -7,6 +7,8 @@ disk (``rebuild``) or ``wipe=true`` -> the data is gone and a new, empty volume 
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 
 from playground.backends import EmbeddedBackend
 from playground.chaos.faults import Faults
+from tests.conftest import playground_cmd
 from tests.support.marathon_http import Marathon, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -79,6 +82,20 @@ def get(task: dict[str, Any], key: str) -> int:
     return wait_until(lambda: httpx.get(url, timeout=2), 15, desc="kv up").status_code
 
 
+def data(cluster: EmbeddedBackend, *args: str) -> subprocess.CompletedProcess[str]:
+    """``playground data ARGS`` against this cluster (the lab's records and their manifest)."""
+    env = {**os.environ, "PLAYGROUND_STATE_DIR": str(cluster.state_dir)}
+    return subprocess.run(
+        [*playground_cmd(), "data", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def verified(cluster: EmbeddedBackend, app_id: str, count: int) -> None:
+    out = data(cluster, "verify", "--app", app_id)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"ok: {count} records" in out.stdout
+
+
 def master(cluster: EmbeddedBackend, path: str) -> Any:
     return httpx.get(f"{cluster.endpoints()['master']}{path}", timeout=5).json()
 
@@ -91,6 +108,8 @@ def test_resident_kv_is_pinned_waits_for_its_agent_and_keeps_its_data(
     (vol,) = first["localVolumes"]
     assert vol["containerPath"] == "data" and vol["persistenceId"].startswith("stateful_kv#data#")
     put(first, "customer-1", "alice")
+    load = data(cluster, "load", "--app", APP, "--records", "80", "--seed", "5")
+    assert load.returncode == 0, load.stdout + load.stderr
 
     # The agent holds the reservation and the volume, as /master/slaves shows them.
     slave = next(
@@ -129,6 +148,7 @@ def test_resident_kv_is_pinned_waits_for_its_agent_and_keeps_its_data(
     assert again["slaveId"] == first["slaveId"] and again["id"] != first["id"]
     assert again["localVolumes"] == first["localVolumes"]
     assert get(again, "customer-1") == 200
+    verified(cluster, APP, 80)
 
     # A rebuild with its disk: the same agent id, the same volume, the data.
     faults.rebuild(node, keep_disk=True)
@@ -136,6 +156,7 @@ def test_resident_kv_is_pinned_waits_for_its_agent_and_keeps_its_data(
         lambda: (t := running(marathon))["id"] != again["id"] and t, 40, desc="relaunch"
     )
     assert kept["slaveId"] == first["slaveId"] and get(kept, "customer-1") == 200
+    verified(cluster, APP, 80)
 
     # wipe=true: the volume is destroyed, the instance starts over with a new, empty one.
     r = marathon.delete(f"/v2/apps{APP}/tasks/{kept['id']}", params={"wipe": "true"})
@@ -145,6 +166,8 @@ def test_resident_kv_is_pinned_waits_for_its_agent_and_keeps_its_data(
     )
     assert fresh["localVolumes"][0]["persistenceId"] != vol["persistenceId"]
     assert get(fresh, "customer-1") == 404
+    lost = data(cluster, "verify", "--app", APP)
+    assert lost.returncode == 1, "a wiped volume has no records and no manifest"
     wait_until(
         lambda: (
             not any(
@@ -165,6 +188,8 @@ def test_clean_disk_rebuild_loses_the_volume_and_a_new_one_is_made(
     marathon.create(kv_app("/stateful/kv2"))
     first = running(marathon, "/stateful/kv2")
     put(first, "customer-1", "bob")
+    load = data(cluster, "load", "--app", "/stateful/kv2", "--records", "40", "--seed", "6")
+    assert load.returncode == 0, load.stdout + load.stderr
     node = node_of(cluster, first["host"])
     result = faults.rebuild(node)
     assert result.old_agent_id == first["slaveId"]
@@ -177,6 +202,8 @@ def test_clean_disk_rebuild_loses_the_volume_and_a_new_one_is_made(
     assert fresh["slaveId"] != first["slaveId"]
     assert fresh["localVolumes"][0]["persistenceId"] != first["localVolumes"][0]["persistenceId"]
     assert get(fresh, "customer-1") == 404
+    lost = data(cluster, "verify", "--app", "/stateful/kv2")
+    assert lost.returncode == 1, "a clean disk keeps no records"
 
 
 def volume_ids(cluster: EmbeddedBackend) -> set[str]:

@@ -475,6 +475,31 @@ def test_a_replica_a_restore_left_behind_is_never_promoted(
     st.delete("/v1/volumes/left-behind")
 
 
+def test_keep_disk_rebuild_brings_the_same_pool_back(
+    cluster: EmbeddedBackend, storage: Storage, faults: Faults
+) -> None:
+    """``rebuild --keep-disk``: the agent's pool comes back as it was (same pool id, the
+    replica intact), so nothing is copied again."""
+    st = storage
+    vol = st.create("kept-disk", repl=2)
+    work = st.working_copy("kept-disk")
+    write_tree(work)
+    st.post("/v1/volumes/kept-disk/sync")
+    want = digest_tree(work)
+    secondary = next(r["node"] for r in vol["replicas"] if not r["primary"])
+    pool_id = st.pools()[secondary]["pool_id"]
+    t0 = time.time()
+    faults.rebuild(secondary, keep_disk=True)
+    wait_until(lambda: st.pools()[secondary]["online"], 30, desc=f"{secondary}'s pool back")
+    assert st.pools()[secondary]["pool_id"] == pool_id
+    assert digest_tree(st.replica_dir(vol, secondary)) == want
+    states = {r["node"]: r["state"] for r in st.get("/v1/volumes/kept-disk")["replicas"]}
+    assert states[secondary] in ("in-sync", "syncing"), states
+    events = StateDir(cluster.state_dir).events(since=t0, kinds=("storage.replica.resynced",))
+    assert not [e for e in events if e.get("volume") == "kept-disk"], "copied again"
+    st.delete("/v1/volumes/kept-disk")
+
+
 def test_rebuilt_agent_gets_a_new_pool_that_resyncs(
     cluster: EmbeddedBackend, storage: Storage, faults: Faults
 ) -> None:
