@@ -297,7 +297,7 @@ def test_snapshot_restore_brings_deleted_records_back_waiting_for_the_detach(
     cluster: EmbeddedBackend, marathon: Marathon, storage: httpx.Client, faults: Faults
 ) -> None:
     """The snapshot lesson: records deleted after a snapshot come back with a restore in
-    place. The app is scaled to 0 and the restore asked for at once, while its task (which
+    place (and a clone of the volume carries them to a second app). The app is scaled to 0 and the restore asked for at once, while its task (which
     outlives SIGTERM) is still being stopped: the restore waits for that detach in progress
     instead of refusing, then the app comes back on the restored volume."""
     app = kv_app(
@@ -349,3 +349,12 @@ def test_snapshot_restore_brings_deleted_records_back_waiting_for_the_detach(
     verify = data(cluster, "verify", "--app", "/restored")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "ok: 60 records" in verify.stdout
+
+    # A clone carries the records and their manifest: a second app on it verifies too.
+    clone = storage.post("/v1/volumes/restovol/clone", json={"name": "restoclone"})
+    assert clone.status_code == 201, clone.text
+    (other,) = marathon.deploy(kv_app("/cloned", "restoclone", repl=None))
+    kv_ready(other)
+    on_clone = data(cluster, "verify", "--app", "/cloned")
+    assert on_clone.returncode == 0, on_clone.stdout + on_clone.stderr
+    assert "ok: 60 records" in on_clone.stdout and other["id"] in on_clone.stdout
