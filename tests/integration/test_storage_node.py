@@ -7,6 +7,7 @@ and compare replicas byte for byte.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -327,6 +328,43 @@ def test_snapshots_incremental_restore_clone_and_chunk_collection(storage: Stora
 
 
 # ---- resize and ha-update -------------------------------------------------------------------
+def test_a_damaged_snapshot_chunk_is_found_and_never_restored(
+    cluster: EmbeddedBackend, storage: Storage
+) -> None:
+    """Every chunk carries its checksum: ``verify`` names the snapshot's damaged file, and a
+    restore from it fails and leaves the volume as it was."""
+    st = storage
+    st.create("damaged")
+    work = st.working_copy("damaged")
+    (work / "ledger").write_bytes(os.urandom(300_000))
+    (work / "notes").write_text("kept\n")
+    snap = st.post("/v1/volumes/damaged/snapshots", {}, 201)
+    before = digest_tree(work)
+    chunks = Path(cluster.state_dir) / "nodes" / "storage-1" / "work" / "chunks"
+    ledger = snap_manifest_chunks(chunks, work / "ledger")
+    with open(ledger, "r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"bitrot")
+    bad = st.post("/v1/volumes/damaged/verify")
+    assert bad["ok"] is False
+    (entry,) = bad["snapshots"]
+    assert entry["ok"] is False and entry["damaged_files"] == ["ledger"]
+    refused = st.post(f"/v1/snapshots/{snap['id']}/restore", None, 409)
+    assert "corrupt" in refused["message"] and "volume verify" in refused["hint"]
+    assert digest_tree(work) == before, "a failed restore changes nothing"
+    st.delete(f"/v1/snapshots/{snap['id']}")
+    st.delete("/v1/volumes/damaged")
+
+
+def snap_manifest_chunks(chunks: Path, path: Path) -> Path:
+    """The chunk file holding the start of ``path`` (content-addressed: its SHA-256)."""
+    with open(path, "rb") as fh:
+        digest = hashlib.sha256(fh.read(1 << 20)).hexdigest()
+    found = chunks / digest[:2] / digest
+    assert found.exists(), f"no chunk {digest} under {chunks}"
+    return found
+
+
 def test_resize_up_and_not_below_usage(storage: Storage) -> None:
     st = storage
     st.create("growing", size=0.01)
