@@ -33,9 +33,13 @@ def node(tmp_path: Path) -> StorageNode:
     n.backups_done = n.backups_failed = 0
     n.audit = AuditLog(tmp_path / "audit.jsonl", fsync=False)
     n.reg = SimpleNamespace(delete_snapshot=lambda sid: None)  # type: ignore[assignment]
-    n.store_of = lambda snap: None  # type: ignore[method-assign]
-    n.manifest_of = lambda snap: {}  # type: ignore[method-assign]
-    n.event = lambda kind, **fields: None  # type: ignore[method-assign]
+    fakes = {
+        "store_of": lambda snap: None,
+        "manifest_of": lambda snap: {},
+        "event": lambda kind, **fields: None,
+    }
+    for name, fake in fakes.items():
+        setattr(n, name, fake)
     n.write_journal({"bk-1": {"volume": "orders", "status": "running"}})
     return n
 
