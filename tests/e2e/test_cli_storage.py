@@ -552,6 +552,25 @@ def test_ha_update_snapshot_and_backup_the_policy_forbids_are_refused_naming_the
             assert hits and hits[-1]["outcome"] == "refused", hits
             assert f"(rule {rule})" in hits[-1]["details"]["message"]
 
+        # a schedule's snapshots are refused too, and the scheduler's refusal is audited
+        sid = pg_json(state, "schedule", "create", "fenced", "--every", "1", "--keep", "1")["id"]
+        try:
+            refused = eventually(
+                lambda: [
+                    x
+                    for x in audit(state)
+                    if x["who"] == "scheduler" and x["details"].get("schedule") == sid
+                ],
+                timeout=15,
+                what="the scheduler's audited refusal",
+            )
+            assert refused[0]["action"] == "snapshot.create" and refused[0]["target"] == "fenced"
+            assert refused[0]["outcome"] == "refused", refused
+            assert "(rule fence-snapshots)" in refused[0]["details"]["error"]
+        finally:
+            run(state, "schedule", "delete", sid)
+        assert pg_json(state, "snapshot", "list", "--volume", "fenced") == []
+
         # backups of the journal: one in a forbidden region is listed, the others not
         entries = {
             "bk-us": {"volume": "fenced", "status": "done", "region": "us-east-1"},
@@ -626,6 +645,19 @@ def test_policy_set_validates_saves_a_new_version_and_keeps_the_old(
         assert "set-nowhere" in kept.read_text() and "set-nowhere" not in path.read_text()
         assert pg_json(state, "policy", "show")["version"] == 2
 
+        # from stdin too
+        piped = subprocess.run(
+            [*playground_cmd(), "--state-dir", str(state), "policy", "set", "-"],
+            input=second.read_text(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PLAYGROUND_STATE_DIR": str(state)},
+        )
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout.startswith("policy version 3 in force: 0 rules"), piped.stdout
+        assert path.with_name("policy.yaml.2").exists()
+
         files = sorted(p.name for p in path.parent.glob("policy.yaml*"))
         text = path.read_bytes()
         cp = run(state, "policy", "set", str(bad), check=1)
@@ -635,7 +667,7 @@ def test_policy_set_validates_saves_a_new_version_and_keeps_the_old(
         assert cp.stderr.startswith("error: cannot read the policy file"), cp.stderr
         assert path.read_bytes() == text
         assert sorted(p.name for p in path.parent.glob("policy.yaml*")) == files
-        assert pg_json(state, "policy", "show")["version"] == 2
+        assert pg_json(state, "policy", "show")["version"] == 3
     finally:
         for p in path.parent.glob("policy.yaml*"):
             p.unlink()
