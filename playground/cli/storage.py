@@ -612,3 +612,39 @@ def policy_show(as_json: bool) -> None:
     click.echo(f"{out['path']} (version {out['version']})")
     for r in out["policy"].get("rules", []):
         click.echo(f"  {r}")
+
+
+@policy.command("set")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@json_option
+@state_dir_option
+@handle_errors
+def policy_set(file: str, as_json: bool) -> None:
+    """Put the policy in FILE in force (`-`: stdin); the old one is kept as policy.yaml.N.
+
+    The file is validated first: a bad one is refused (exit 1) and nothing is changed.
+    The storage node reads the new policy at its next operation; `policy check` then
+    lists what already breaks it.
+    """
+    from playground.storage.policy import policy_path, save_policy
+
+    cluster = Cluster(state_dir())
+    cluster.record()  # a cluster must be there: its state directory holds the policy
+    source = "stdin" if file == "-" else file
+    try:
+        if file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(file, encoding="utf-8") as fh:
+                text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlaygroundError(f"cannot read the policy file {source}: {exc}") from None
+    path = policy_path(cluster.state.root)
+    try:
+        saved = save_policy(path, text, source=source)
+    except OSError as exc:
+        raise PlaygroundError(f"cannot write the policy file {path}: {exc}") from None
+    if as_json:
+        emit_json(saved.as_dict() | {"path": str(path)})
+        return
+    click.echo(f"policy version {saved.version} in force: {len(saved.rules)} rules, {path}")

@@ -543,7 +543,7 @@ def _backups(path: Path) -> list[int]:
     return sorted(out)
 
 
-def save_policy(path: Path | str, policy: Policy | str) -> Policy:
+def save_policy(path: Path | str, policy: Policy | str, source: str = "the new policy") -> Policy:
     """Replace the policy file atomically, with the next ``version``.
 
     The file in place (if any) is kept as ``policy.yaml.N`` (N its version) before the
@@ -554,6 +554,7 @@ def save_policy(path: Path | str, policy: Policy | str) -> Policy:
         path: the policy file (its directory is created).
         policy: the new policy, or its YAML text (validated first; nothing is written
             when it is not valid). Its own ``version`` is ignored.
+        source: names the text in the messages of a :class:`PolicyFileError`.
 
     Returns:
         The policy as saved, with its new version.
@@ -563,7 +564,7 @@ def save_policy(path: Path | str, policy: Policy | str) -> Policy:
         OSError: the file cannot be written (the old one is then still in place).
     """
     p = Path(path)
-    new = parse_policy(policy, "the new policy") if isinstance(policy, str) else policy
+    new = parse_policy(policy, source) if isinstance(policy, str) else policy
     p.parent.mkdir(parents=True, exist_ok=True)
     with _locked(p):
         current = 0

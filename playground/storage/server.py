@@ -653,13 +653,48 @@ class StorageNode:
         # Possible without the policy: refuse naming the rules that keep the pools out.
         self.enforce(labels, [self.replica_location(n) for n in nodes], "create", name)
 
+    def refuse_if_ha_policy_narrowed(
+        self, vol: dict[str, Any], nodes: list[str], repl: int
+    ) -> None:
+        """An ha-update the policy alone makes impossible is refused naming its rules."""
+        try:
+            new = ha_update(
+                nodes,
+                repl,
+                self.pool_list(),
+                float(vol["size_gb"]),
+                working=vol.get("primary"),
+                rack_aware=vol.get("rack_aware", False),
+            )
+        except PlacementError:
+            return  # impossible anyway: the placement error says why
+        added = [self.replica_location(n) for n in new if n not in nodes]
+        self.enforce(vol["labels"], added, "ha-update", vol["name"])
+
     def violations(self) -> list[dict[str, Any]]:
+        """Where existing data breaks the policy: replicas, snapshots and cloud backups.
+
+        Backups are those of this node's cloud journal (made by this cluster, running or
+        done, of a volume that still exists, so its labels are known), in the region they
+        were sent to; the cloud itself is never asked, so a stopped cloud changes nothing.
+        """
         out = []
         pol = self.policy()
+        journal = self.journal()
         for v in self.reg.volumes.values():
             locs = [self.replica_location(r["node"]) for r in v["replicas"]]
             if any(s["volume_id"] == v["id"] for s in self.reg.snapshots.values()):
                 locs.append(self.snapshot_location())
+            for bid, entry in sorted(journal.items()):
+                if (
+                    isinstance(entry, dict)
+                    and entry.get("volume") == v["name"]
+                    and entry.get("status") in ("running", "done")
+                ):
+                    region = str(entry.get("region") or self.cloud_region())
+                    locs.append(
+                        policy_mod.Location("cloud-backup", f"cloud (backup {bid})", region, None)
+                    )
             out += [
                 x.as_dict() | {"volume": v["name"]}
                 for x in policy_mod.check_placement(pol, v["labels"], locs, v["name"])
@@ -942,6 +977,7 @@ class StorageNode:
                     rack_aware=vol.get("rack_aware", False),
                 )
             except PlacementError as exc:
+                self.refuse_if_ha_policy_narrowed(vol, nodes, repl)
                 raise StorageError(409, str(exc), exc.hint) from None
             added = [n for n in new if n not in nodes]
             dropped = [n for n in nodes if n not in new]
@@ -1384,6 +1420,7 @@ class StorageNode:
             "snapshot": snap["id"],
             "status": "running",
             "cloud_dir": body.get("cloud_dir"),
+            "region": region,
             "started": time.time(),
         }
         self.write_journal(journal)
@@ -1436,6 +1473,11 @@ class StorageNode:
         self.progress.pop(bid, None)
         if status == "done":
             self.backups_done += 1
+        # The request was audited when it was accepted; its end is audited here.
+        details: dict[str, Any] = {"id": bid, "snapshot": snap["id"]}
+        if error is not None:
+            details["error"] = error
+        await self.audit_entry(self.ctx.name, "cloudsnap.backup", vol["name"], status, **details)
         self.event(f"storage.cloudsnap.{status}", volume=vol["name"], backup=bid, error=error)
 
     async def resume_backups(self) -> None:
@@ -1557,12 +1599,7 @@ class StorageNode:
     # ---- schedules ----------------------------------------------------------------------
     def next_run(self, sched: dict[str, Any], after: float) -> float:
         """The next cluster-clock time the schedule is due after ``after``."""
-        if sched.get("every_minutes"):
-            return after + float(sched["every_minutes"]) * 60
-        hh, mm = (int(x) for x in str(sched["daily"]).split(":"))
-        day = after - after % 86400
-        at = day + hh * 3600 + mm * 60
-        return at if at > after else at + 86400
+        return next_run(sched, after)
 
     def sched_view(self, sched: dict[str, Any]) -> dict[str, Any]:
         describe = (
@@ -1649,11 +1686,29 @@ class StorageNode:
                     continue
                 try:
                     async with self.lock(vol["id"]):
-                        await self.take_snapshot(vol, None, schedule=sched["id"])
+                        snap = await self.take_snapshot(vol, None, schedule=sched["id"])
                 except (StorageError, OSError) as exc:
                     self.event("storage.schedule.failed", schedule=sched["id"], error=str(exc))
                     log.warning("schedule %s: snapshot failed: %s", sched["id"], exc)
+                    await self.audit_entry(
+                        "scheduler",
+                        "snapshot.create",
+                        vol["name"],
+                        "refused"
+                        if isinstance(exc, StorageError) and exc.status < 500
+                        else "failed",
+                        schedule=sched["id"],
+                        error=str(exc),
+                    )
                     continue
+                await self.audit_entry(
+                    "scheduler",
+                    "snapshot.create",
+                    vol["name"],
+                    "ok",
+                    schedule=sched["id"],
+                    id=snap["id"],
+                )
                 await self.apply_retention(sched)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.ctx.stop.wait(), 0.25)
@@ -1669,6 +1724,17 @@ class StorageNode:
         for x in old:
             self.reg.delete_snapshot(x["id"])
         await self.collect_chunks()
+        vol = self.reg.volumes.get(sched["volume_id"])
+        for x in old:
+            await self.audit_entry(
+                "scheduler",
+                "snapshot.delete",
+                x["id"],
+                "ok",
+                schedule=sched["id"],
+                volume=vol["name"] if vol else sched.get("volume"),
+                reason=f"retention: keep {sched['keep']}",
+            )
         self.event("storage.schedule.pruned", schedule=sched["id"], deleted=[x["id"] for x in old])
 
     async def collect_chunks(self) -> int:
@@ -1707,6 +1773,15 @@ class StorageNode:
         )
 
     # ---- audit --------------------------------------------------------------------------
+    async def audit_entry(
+        self, who: str, action: str, target: str, outcome: str, **details: Any
+    ) -> None:
+        """Append to the audit log what the node did on its own (never raises)."""
+        try:
+            await asyncio.to_thread(self.audit.record, who, action, target, outcome, **details)
+        except OSError as exc:
+            log.error("cannot write the audit log: %s", exc)
+
     @web.middleware
     async def audit_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Every operation that changes something is audited: who, what, when, outcome."""
@@ -1810,6 +1885,20 @@ class StorageNode:
             self.reg.save()
             await self.session.close()
         return 0
+
+
+def next_run(sched: dict[str, Any], after: float) -> float:
+    """The next time a schedule is due strictly after ``after`` (cluster-clock seconds).
+
+    ``every_minutes``: that long after ``after``. ``daily`` (``HH:MM``): that time of the
+    cluster clock's (UTC) day of ``after`` if it is still to come, else of the next day.
+    """
+    if sched.get("every_minutes"):
+        return after + float(sched["every_minutes"]) * 60
+    hh, mm = (int(x) for x in str(sched["daily"]).split(":"))
+    day = after - after % 86400
+    at = day + hh * 3600 + mm * 60
+    return at if at > after else at + 86400
 
 
 #: (method, route) -> audited action; data-path calls (sync, pid reports) are not audited.

@@ -115,6 +115,21 @@ def test_cloud_backup_survives_destroy_and_restores_into_a_new_cluster(tmp_path:
             json.loads(x)["action"] == "cloudsnap.backup" and json.loads(x)["outcome"] == "ok"
             for x in audit.splitlines()
         )
+        # ... and, by the storage node, how it ended (written just after the cloud's record)
+        deadline = time.monotonic() + 10
+        while True:
+            ends = [
+                e
+                for e in map(json.loads, audit.splitlines())
+                if e["action"] == "cloudsnap.backup" and e["outcome"] == "done"
+            ]
+            if ends or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+            audit = (old / "storage" / "audit.jsonl").read_text()
+        assert [(e["who"], e["target"], e["details"]["id"]) for e in ends] == [
+            ("storage-1", VOLUME, bid)
+        ], ends
 
         run("destroy", "--yes", state=old)
         assert not old.exists()

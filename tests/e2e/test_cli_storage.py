@@ -372,6 +372,15 @@ def test_schedule_snapshots_on_the_cluster_clock_and_keeps_its_retention(state: 
     assert len(mine) == 2 and all(s["schedule"] == sid for s in mine), mine
     listed = {s["id"]: s for s in pg_json(state, "schedule", "list")}
     assert listed[sid]["snapshots"] == 2 and listed[sid]["last_at"] is not None
+    # the scheduler's snapshots and retention deletions are audited, by "scheduler"
+    by_sched = [x for x in audit(state) if x["details"].get("schedule") == sid]
+    taken = [x for x in by_sched if x["action"] == "snapshot.create"]
+    assert len(taken) >= 4 and all(x["who"] == "scheduler" for x in taken), by_sched
+    assert all(x["target"] == "sched-vol" and x["outcome"] == "ok" for x in taken)
+    gone = {x["target"] for x in by_sched if x["action"] == "snapshot.delete"}
+    assert gone and all(x["who"] == "scheduler" for x in by_sched)
+    assert gone.isdisjoint(s["id"] for s in mine)  # what retention deleted, not what it kept
+    assert gone <= {x["details"]["id"] for x in taken}
 
     assert pg_json(state, "schedule", "delete", sid) == {"id": sid, "deleted": True}
     assert sid not in {s["id"] for s in pg_json(state, "schedule", "list")}
@@ -449,6 +458,220 @@ def test_a_create_the_policy_forbids_is_refused_naming_the_rule(
     assert cp.returncode == 1 and cp.stderr.startswith("error: "), cp.stderr
     assert stable(pg_json(state, "volume", "list")) == before
     assert pii_policy["rule"] in cp.stderr, cp.stderr
+
+
+def write_policy(state: Path, doc: dict[str, Any]) -> Path:
+    """Put ``doc`` in force as STATE/storage/policy.yaml (atomically: the node never reads
+    half a file); returns its path."""
+    path = state / "storage" / "policy.yaml"
+    tmp = path.with_name(".policy.yaml.tmp")
+    tmp.write_text(yaml.safe_dump(doc))
+    os.replace(tmp, path)
+    return path
+
+
+def test_ha_update_snapshot_and_backup_the_policy_forbids_are_refused_naming_the_rule(
+    state: Path, tmp_path: Path
+) -> None:
+    """A volume labelled fence=true under three rules: its replicas only in their zone,
+    its snapshots and cloud backups only in regions where none can be. The ha-update that
+    needs another zone, a snapshot and a backup to us-east-1 (the cloud is not even
+    running: the policy answers first) are each refused naming their rule, audited as
+    refused, and change nothing. `policy check` lists the backups of the node's cloud
+    journal that break the policy (done or running, not failed) without asking the cloud."""
+    vol = pg_json(
+        state, "volume", "create", "fenced", "--size", "0.1", "--repl", "1", "--label", "fence=true"
+    )
+    zone = vol["replicas"][0]["zone"]
+    match = {"labels": {"fence": "true"}}
+    path = write_policy(
+        state,
+        {
+            "schema_version": 1,
+            "rules": [
+                {
+                    "name": "fence-replicas",
+                    "match": match,
+                    "allow": {"zones": [zone]},
+                    "kinds": ["replica"],
+                },
+                {
+                    "name": "fence-snapshots",
+                    "match": match,
+                    "allow": {"regions": ["nowhere-1"]},
+                    "kinds": ["snapshot"],
+                },
+                {
+                    "name": "fence-backups",
+                    "match": match,
+                    "allow": {"regions": ["eu-central-1"]},
+                    "kinds": ["cloud-backup"],
+                },
+            ],
+        },
+    )
+    journal = state / "nodes" / "storage-1" / "work" / "cloudsnaps.json"
+    old_journal = journal.read_bytes() if journal.exists() else None
+    try:
+        assert run(state, "policy", "check").returncode == 0  # nothing misplaced yet
+        before = everything(state)
+        cloud = tmp_path / "cloud"
+        refusals = {
+            "fence-replicas": (
+                "volume.ha_update",
+                ["volume", "ha-update", "fenced", "--repl", "2"],
+            ),
+            "fence-snapshots": ("snapshot.create", ["snapshot", "create", "fenced"]),
+            "fence-backups": (
+                "cloudsnap.backup",
+                [
+                    "cloudsnap",
+                    "backup",
+                    "fenced",
+                    "--region",
+                    "us-east-1",
+                    "--cloud-dir",
+                    str(cloud),
+                ],
+            ),
+        }
+        for rule, (_action, args) in refusals.items():
+            cp = run(state, *args, check=1)
+            assert cp.stderr.startswith("error: "), cp.stderr
+            assert f"(rule {rule})" in cp.stderr and "refused by the placement policy" in cp.stderr
+            others = set(refusals) - {rule}
+            assert not any(o in cp.stderr for o in others), cp.stderr
+        assert "zone " in run(state, *refusals["fence-replicas"][1], check=1).stderr
+        assert "region us-east-1" in run(state, *refusals["fence-backups"][1], check=1).stderr
+        assert everything(state) == before
+        assert not (journal.exists() and b"fenced" in journal.read_bytes())
+        assert not cloud.exists() or not any(cloud.rglob("*"))  # the cloud was never touched
+        lines = audit(state)
+        for rule, (action, _args) in refusals.items():
+            hits = [x for x in lines if x["action"] == action and x["target"] == "fenced"]
+            assert hits and hits[-1]["outcome"] == "refused", hits
+            assert f"(rule {rule})" in hits[-1]["details"]["message"]
+
+        # a schedule's snapshots are refused too, and the scheduler's refusal is audited
+        sid = pg_json(state, "schedule", "create", "fenced", "--every", "1", "--keep", "1")["id"]
+        try:
+            refused = eventually(
+                lambda: [
+                    x
+                    for x in audit(state)
+                    if x["who"] == "scheduler" and x["details"].get("schedule") == sid
+                ],
+                timeout=15,
+                what="the scheduler's audited refusal",
+            )
+            assert refused[0]["action"] == "snapshot.create" and refused[0]["target"] == "fenced"
+            assert refused[0]["outcome"] == "refused", refused
+            assert "(rule fence-snapshots)" in refused[0]["details"]["error"]
+        finally:
+            run(state, "schedule", "delete", sid)
+        assert pg_json(state, "snapshot", "list", "--volume", "fenced") == []
+
+        # backups of the journal: one in a forbidden region is listed, the others not
+        entries = {
+            "bk-us": {"volume": "fenced", "status": "done", "region": "us-east-1"},
+            "bk-eu": {"volume": "fenced", "status": "done", "region": "eu-central-1"},
+            "bk-failed": {"volume": "fenced", "status": "failed", "region": "us-east-1"},
+            "bk-gone": {"volume": "no-such-volume", "status": "done", "region": "us-east-1"},
+        }
+        data = json.loads(old_journal) if old_journal else {}
+        journal.write_text(json.dumps(data | entries))
+        cp = run(state, "policy", "check", check=1)  # the cloud is not running: no matter
+        assert "rule fence-backups" in cp.stdout and "backup bk-us" in cp.stdout, cp.stdout
+        (found,) = json.loads(run(state, "policy", "check", "--json", check=1).stdout)
+        assert found["rule"] == "fence-backups" and found["volume"] == "fenced"
+        assert found["kind"] == "cloud-backup" and found["region"] == "us-east-1"
+        assert "bk-us" in found["target"]
+    finally:
+        path.unlink(missing_ok=True)
+        if old_journal is None:
+            journal.unlink(missing_ok=True)
+        else:
+            journal.write_bytes(old_journal)
+        run(state, "volume", "delete", "fenced", check=None)
+
+
+def test_policy_set_validates_saves_a_new_version_and_keeps_the_old(
+    state: Path, tmp_path: Path
+) -> None:
+    """`policy set FILE` puts a valid policy in force with the next version (the node
+    obeys it at once) and keeps the one it replaces as policy.yaml.N; a bad file exits 1
+    naming the file and line, and changes nothing."""
+    path = state / "storage" / "policy.yaml"
+    first = tmp_path / "first.yaml"
+    first.write_text(
+        yaml.safe_dump(
+            {
+                "schema_version": 1,
+                "rules": [
+                    {
+                        "name": "set-nowhere",
+                        "match": {"labels": {"set-test": "yes"}},
+                        "allow": {"zones": ["nowhere"]},
+                    }
+                ],
+            }
+        )
+    )
+    second = tmp_path / "second.yaml"
+    second.write_text("schema_version: 1\nrules: []\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema_version: 1\nrules:\n  - name: oops\n    allow: {planets: [mars]}\n")
+    try:
+        cp = run(state, "policy", "set", str(first))
+        assert cp.stdout.startswith("policy version 1 in force: 1 rules"), cp.stdout
+        shown = pg_json(state, "policy", "show")
+        assert [r["name"] for r in shown["rules"]] == ["set-nowhere"] and shown["version"] == 1
+        cp = run(
+            state,
+            "volume",
+            "create",
+            "set-vol",
+            "--size",
+            "0.1",
+            "--label",
+            "set-test=yes",
+            check=1,
+        )
+        assert "set-nowhere" in cp.stderr, cp.stderr
+
+        saved = pg_json(state, "policy", "set", str(second))
+        assert saved["version"] == 2 and saved["rules"] == [] and saved["path"] == str(path)
+        kept = path.with_name("policy.yaml.1")
+        assert "set-nowhere" in kept.read_text() and "set-nowhere" not in path.read_text()
+        assert pg_json(state, "policy", "show")["version"] == 2
+
+        # from stdin too
+        piped = subprocess.run(
+            [*playground_cmd(), "--state-dir", str(state), "policy", "set", "-"],
+            input=second.read_text(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PLAYGROUND_STATE_DIR": str(state)},
+        )
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout.startswith("policy version 3 in force: 0 rules"), piped.stdout
+        assert path.with_name("policy.yaml.2").exists()
+
+        files = sorted(p.name for p in path.parent.glob("policy.yaml*"))
+        text = path.read_bytes()
+        cp = run(state, "policy", "set", str(bad), check=1)
+        assert cp.stderr.startswith(f"error: {bad}:4: "), cp.stderr
+        assert "planets" in cp.stderr and "hint:" in cp.stderr
+        cp = run(state, "policy", "set", str(tmp_path / "missing.yaml"), check=1)
+        assert cp.stderr.startswith("error: cannot read the policy file"), cp.stderr
+        assert path.read_bytes() == text
+        assert sorted(p.name for p in path.parent.glob("policy.yaml*")) == files
+        assert pg_json(state, "policy", "show")["version"] == 3
+    finally:
+        for p in path.parent.glob("policy.yaml*"):
+            p.unlink()
+        run(state, "volume", "delete", "set-vol", check=None)
 
 
 # ---- audit ----------------------------------------------------------------------------
