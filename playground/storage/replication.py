@@ -15,10 +15,10 @@ Sealed replicas (the secondary replicas of ``secure`` volumes): with ``seal=KEY`
 regular file of the destination holds only ciphertext. A sealed file is the plaintext cut
 into blocks of :data:`BLOCK` bytes, each stored as a random 12-byte nonce followed by its
 AES-256-GCM ciphertext and 16-byte tag, with the file's relative path and the block's index
-as associated data (blocks cannot be swapped, moved or cut off unnoticed... except whole
-trailing blocks, which the size test catches). Its size is :func:`enc_size` of the
-plaintext's, so the size-and-mtime test still finds equal files, and an append re-seals
-from the start of the last partial block. A sealed replica directory carries a
+and whether it is the last block as associated data, so blocks cannot be swapped, moved
+between files or cut off unnoticed (only emptying a file entirely is not detectable).
+Its size is :func:`enc_size` of the plaintext's, so the size-and-mtime test still finds
+equal files, and an append re-seals from the start of the file's last block. A sealed replica directory carries a
 :data:`SEALED_MARKER` file (with the key's fingerprint); a directory whose sealed state
 (or key) is not the one asked for is rebuilt aside and swapped in whole, so plaintext
 and ciphertext never mix in one replica. With ``unseal=KEY`` the source is read through
@@ -87,8 +87,8 @@ def is_sealed(path: Path) -> bool:
     return (path / SEALED_MARKER).exists()
 
 
-def _ad(rel: str, index: int) -> bytes:
-    return f"{rel}\0{index}".encode()
+def _ad(rel: str, index: int, last: bool) -> bytes:
+    return f"{rel}\0{index}\0{int(last)}".encode()
 
 
 def _plain_blocks(
@@ -110,13 +110,16 @@ def _plain_blocks(
     skip = start - index * BLOCK
     pos = index * BLOCK
     with open(path, "rb") as fh:
+        blocks = -(-os.fstat(fh.fileno()).st_size // (BLOCK + OVERHEAD))
         fh.seek(index * (BLOCK + OVERHEAD))
         while pos < end:
             blob = fh.read(BLOCK + OVERHEAD)
             if not blob:
                 return
             try:
-                data = aead.decrypt(blob[:_NONCE], blob[_NONCE:], _ad(rel, index))
+                data = aead.decrypt(
+                    blob[:_NONCE], blob[_NONCE:], _ad(rel, index, index == blocks - 1)
+                )
             except (InvalidTag, ValueError):
                 raise SealError(f"{rel}: block {index} does not authenticate") from None
             piece = data[skip : end - pos]
@@ -171,18 +174,21 @@ def _copy_range(
             done += len(data)
         return done
     index = start // BLOCK
+    last = (end - 1) // BLOCK
     pending = b""
     for data in _plain_blocks(src, rel, codec.rd, start, end):
         pending += data
         while len(pending) >= BLOCK:
             block, pending = pending[:BLOCK], pending[BLOCK:]
             nonce = os.urandom(_NONCE)
-            _write_all(dst_fh, nonce + codec.wr.encrypt(nonce, block, _ad(rel, index)))
+            _write_all(
+                dst_fh, nonce + codec.wr.encrypt(nonce, block, _ad(rel, index, index == last))
+            )
             done += len(block)
             index += 1
     if pending:
         nonce = os.urandom(_NONCE)
-        _write_all(dst_fh, nonce + codec.wr.encrypt(nonce, pending, _ad(rel, index)))
+        _write_all(dst_fh, nonce + codec.wr.encrypt(nonce, pending, _ad(rel, index, index == last)))
         done += len(pending)
     return done
 
@@ -217,7 +223,8 @@ def _append(
 ) -> int:
     codec = codec or _Codec()
     if codec.wr is not None:
-        start = start // BLOCK * BLOCK  # the last partial block is sealed again, whole
+        # The last block (marked last, partial or not) is sealed again, whole.
+        start = (start - 1) // BLOCK * BLOCK if start else 0
     fd = os.open(dst, os.O_WRONLY)
     try:
         at = codec.dst_size(start)

@@ -185,3 +185,19 @@ def test_sealed_to_sealed_keeps_ciphertext_only(tmp_path: Path) -> None:
     assert MARKER not in all_bytes(dst)
     assert digest_tree(dst, unseal=KEY) == digest_tree(src)
     assert replicate(mid, dst, res.known, unseal=KEY, seal=KEY).files_copied == 0
+
+
+def test_appending_after_a_whole_block_and_cutting_at_a_block_boundary(tmp_path: Path) -> None:
+    """The last block is marked as such: an append re-seals it, a cut-off tail is seen."""
+    src, dst = tree(tmp_path)
+    (src / "log").write_bytes(os.urandom(BLOCK))
+    res = replicate(src, dst, seal=KEY)
+    with open(src / "log", "ab") as fh:
+        fh.write(os.urandom(BLOCK))
+    res = replicate(src, dst, res.known, seal=KEY)
+    assert res.bytes_copied == 2 * BLOCK  # the block marked last is sealed again
+    assert digest_tree(dst, unseal=KEY) == digest_tree(src)
+    with open(dst / "log", "r+b") as fh:
+        fh.truncate(BLOCK + OVERHEAD)  # a whole trailing block cut off
+    with pytest.raises(SealError):
+        digest_tree(dst, unseal=KEY)
