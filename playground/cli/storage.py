@@ -109,7 +109,11 @@ def volume() -> None:
 @click.argument("name")
 @click.option("--size", required=True, type=float, metavar="GB", help="Size in GB (a quota).")
 @click.option("--repl", default=1, show_default=True, type=int, help="Replicas (1-3).")
-@click.option("--secure", is_flag=True, help="Encrypt replica transfers, snapshots, backups.")
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="Encrypt secondary replicas, snapshots, backups (working copy stays plaintext).",
+)
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
 @click.option("--rack-aware", is_flag=True, help="Replicas in distinct racks, not only zones.")
 @json_option

@@ -7,7 +7,9 @@ found without its marker is a clean disk (a rebuilt node) and re-syncs from scra
 
 A volume's working copy is its replica on the node running its task (``primary``); the
 other replicas follow it asynchronously (:mod:`playground.storage.replication`) every
-:data:`REPL_INTERVAL` seconds, each with its measured lag. ``POST /v1/volumes/{id}/sync``
+:data:`REPL_INTERVAL` seconds, each with its measured lag; a ``secure`` volume's other
+replicas are sealed (ciphertext only, see :mod:`playground.storage.replication`) and
+unsealed when one becomes the working copy. ``POST /v1/volumes/{id}/sync``
 runs a durable pass that starts after the call, so it returns only when every online
 replica holds every change made before it. Attaching on another node promotes the
 freshest online replica; a dead node's attachment is fenced, so failover never deadlocks.
@@ -54,7 +56,7 @@ from playground.storage import replication, snapshots
 from playground.storage.audit import AuditLog, audit_path
 from playground.storage.chunks import ChunkError, ChunkStore
 from playground.storage.placement import PlacementError, Pool, ha_update, place, place_volume
-from playground.storage.sealed import KEY_SECRET, SealedChunkStore
+from playground.storage.sealed import KEY_SECRET, SealedChunkStore, _derive
 from playground.storage.volumes import (
     DEFAULT_SIZE_GB,
     GB,
@@ -143,6 +145,7 @@ class StorageNode:
         self.reg = Registry(self.work)
         self.store = ChunkStore(self.work / "chunks")
         self._sealed: SealedChunkStore | None = None
+        self._replica_key: bytes | None = None
         self.pools: dict[str, PoolState] = {}
         for spec in ctx.topology.nodes:
             if spec.role != "agent":
@@ -308,6 +311,25 @@ class StorageNode:
             self._sealed = SealedChunkStore(self.work / "chunks-sealed", key)
         return self._sealed
 
+    @property
+    def replica_key(self) -> bytes:
+        """What the secondary replicas of ``secure`` volumes are sealed with: derived from
+        the cluster's storage key, distinct from the snapshots' keys."""
+        if self._replica_key is None:
+            from playground.cluster.secrets import SecretStore
+
+            key = SecretStore(self.ctx.state.root).get_or_create(KEY_SECRET, 32)
+            self._replica_key = _derive(key, b"replica-encryption")
+        return self._replica_key
+
+    def seal_for(self, vol: dict[str, Any], node: str) -> bytes | None:
+        """A ``secure`` volume's replicas are sealed but on its working copy's node."""
+        return self.replica_key if vol["secure"] and node != vol.get("primary") else None
+
+    def unseal_for(self, path: Path) -> bytes | None:
+        """The key to read a replica directory with (None: it is plaintext)."""
+        return self.replica_key if replication.is_sealed(path) else None
+
     def store_of(self, snap: dict[str, Any]) -> ChunkStore:
         return self.sealed if snap.get("sealed") else self.store
 
@@ -454,6 +476,7 @@ class StorageNode:
         known = self.known.setdefault(vol["id"], {})
         lags[src] = {"synced_through": start, "pending": 0}
         src_dir.mkdir(parents=True, exist_ok=True)
+        unseal = self.unseal_for(src_dir)
         for rep in vol["replicas"]:
             node = rep["node"]
             if node == src:
@@ -469,6 +492,8 @@ class StorageNode:
                     self.replica_dir(node, vol["id"]),
                     known.get(node),
                     durable,
+                    self.seal_for(vol, node),
+                    unseal,
                 )
             except OSError as exc:
                 lags.setdefault(node, {"synced_through": 0.0, "pending": 1})["error"] = str(exc)
@@ -799,14 +824,18 @@ class StorageNode:
                     self.drop_replica_dirs(vol["id"], [drop["node"]])
                 else:
                     moved_from = src  # replication 1: the only replica moves here
+        src_dir = self.replica_dir(src, vol["id"])
+        if node == src and replication.is_sealed(src_dir):
+            # A sealed secondary becomes the working copy: unsealed (aside, then swapped).
+            await asyncio.to_thread(
+                replication.replicate, src_dir, src_dir, None, True, None, self.unseal_for(src_dir)
+            )
+            self.known.pop(vol["id"], None)
         if node != src:
             dst = self.replica_dir(node, vol["id"])
+            # The working copy is plaintext (a sealed source is unsealed on the way).
             await asyncio.to_thread(
-                replication.replicate,
-                self.replica_dir(src, vol["id"]),
-                dst,
-                None,
-                True,
+                replication.replicate, src_dir, dst, None, True, None, self.unseal_for(src_dir)
             )
             for r in vol["replicas"]:
                 if r["node"] == node:
@@ -1029,16 +1058,34 @@ class StorageNode:
             reps = []
             ok = src is not None
             if src is not None:
-                ref = await asyncio.to_thread(
-                    replication.digest_tree, self.replica_dir(src, vol["id"])
-                )
+                src_dir = self.replica_dir(src, vol["id"])
+                try:
+                    ref = await asyncio.to_thread(
+                        replication.digest_tree, src_dir, self.unseal_for(src_dir)
+                    )
+                except replication.SealError as exc:
+                    raise StorageError(
+                        409,
+                        f"volume {vol['name']}: the sealed replica on {src} does not unseal"
+                        f" ({exc})",
+                        hint="bring the working copy's node back (`playground heal`)",
+                    ) from None
                 for r in vol["replicas"]:
                     if not self.replica_ok(vol, r):
                         reps.append({"node": r["node"], "ok": None, "state": "offline"})
                         continue
-                    got = await asyncio.to_thread(
-                        replication.digest_tree, self.replica_dir(r["node"], vol["id"])
-                    )
+                    d = self.replica_dir(r["node"], vol["id"])
+                    sealed = replication.is_sealed(d)
+                    try:
+                        got = await asyncio.to_thread(
+                            replication.digest_tree, d, self.unseal_for(d)
+                        )
+                    except replication.SealError as exc:
+                        ok = False
+                        reps.append(
+                            {"node": r["node"], "ok": False, "sealed": sealed, "error": str(exc)}
+                        )
+                        continue
                     diff = sorted(k for k in set(ref) | set(got) if ref.get(k) != got.get(k))
                     ok = ok and not diff
                     reps.append(
@@ -1047,6 +1094,7 @@ class StorageNode:
                             "ok": not diff,
                             "files": len(got),
                             "differing": diff[:20],
+                            **({"sealed": sealed} if vol["secure"] else {}),
                         }
                     )
         snaps = []
@@ -1177,7 +1225,18 @@ class StorageNode:
         root = self.replica_dir(src, vol["id"])
         t0 = time.monotonic()
         store = self.sealed if vol["secure"] else self.store
-        cap, freeze = await asyncio.to_thread(self._capture, store, root, previous, pid)
+        key = self.unseal_for(root)
+        if key is None:
+            cap, freeze = await asyncio.to_thread(self._capture, store, root, previous, pid)
+        else:
+            # The working copy's node is offline and this replica is sealed: captured from
+            # a plaintext copy made aside in its pool (a full read, not incremental).
+            plain = root.with_name(f".restore-capture-{vol['id']}.{os.getpid()}")
+            try:
+                await asyncio.to_thread(replication.replicate, root, plain, None, False, None, key)
+                cap, freeze = await asyncio.to_thread(self._capture, store, plain, previous, None)
+            finally:
+                await asyncio.to_thread(shutil.rmtree, plain, True)
         took = time.monotonic() - t0
         now = time.time()
         snap_id = new_id("snap")

@@ -538,6 +538,81 @@ def test_keep_disk_rebuild_brings_the_same_pool_back(
     st.delete("/v1/volumes/kept-disk")
 
 
+SECRET = b"PLAINTEXT-MARKER-4c1e9b"
+
+
+def holds_marker(root: Path) -> bool:
+    """Some regular file under ``root`` holds :data:`SECRET` in clear."""
+    return any(
+        SECRET in p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+
+
+def test_secure_volume_secondaries_hold_only_ciphertext_and_failover_unseals(
+    cluster: EmbeddedBackend, storage: Storage, faults: Faults
+) -> None:
+    """A ``secure`` volume's working copy is plaintext, its other replicas ciphertext; a
+    snapshot taken while the working copy's node is down holds the plaintext; the replica
+    promoted by an attach elsewhere is unsealed, the old working copy sealed once back."""
+    st = storage
+    vol = st.create("secure-repl", repl=2, secure=True)
+    primary = vol["primary"]
+    secondary = next(r["node"] for r in vol["replicas"] if not r["primary"])
+    work = st.working_copy("secure-repl")
+    (work / "db").mkdir()
+    (work / "db" / "big.bin").write_bytes(SECRET + os.urandom(2 * 1024 * 1024 + 17) + SECRET)
+    (work / "db" / "log").write_bytes(SECRET * 1000)
+    (work / "README").write_bytes(SECRET)
+    os.symlink("db/log", work / "current")
+    want = digest_tree(work)
+    st.post("/v1/volumes/secure-repl/sync")
+    sec_dir = st.replica_dir(vol, secondary)
+    assert holds_marker(work)
+    assert not holds_marker(sec_dir)
+    assert (sec_dir / ".pg-sealed").is_file()
+    assert os.readlink(sec_dir / "current") == "db/log"  # names are not secret
+    ok = st.post("/v1/volumes/secure-repl/verify")
+    assert ok["ok"] is True, ok
+    assert {r["node"]: r["sealed"] for r in ok["replicas"]} == {primary: False, secondary: True}
+    assert st.get("/v1/volumes/secure-repl")["used_bytes"] == sum(
+        p.stat().st_size for p in work.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+
+    faults.break_node(primary, "crash")
+    wait_until(lambda: not st.pools()[primary]["online"], 10, desc=f"{primary}'s pool offline")
+    # Captured from the sealed replica: the snapshot holds the plaintext.
+    snap = st.post("/v1/volumes/secure-repl/snapshots", {}, 201)
+    assert snap["source_node"] == secondary and snap["sealed"] is True
+    st.post("/v1/volumes/secure-repl/attach", {"node": secondary, "task_id": "t-secure"})
+    new_work = st.working_copy("secure-repl")
+    assert new_work == sec_dir
+    assert not (new_work / ".pg-sealed").exists()
+    assert holds_marker(new_work)
+    assert digest_tree(new_work) == want
+    (new_work / "README").write_bytes(SECRET + b" after the failover\n")
+
+    faults.heal(primary)
+    wait_until(lambda: st.pools()[primary]["online"], 20, desc=f"{primary}'s pool online")
+    old_dir = st.replica_dir(vol, primary)
+    wait_until(
+        lambda: (old_dir / ".pg-sealed").is_file() and not holds_marker(old_dir),
+        10,
+        desc="the old working copy sealed",
+    )
+    st.post("/v1/volumes/secure-repl/sync")
+    assert not holds_marker(old_dir)
+    ok = st.post("/v1/volumes/secure-repl/verify")
+    assert ok["ok"] is True, ok
+    assert {r["node"]: r["sealed"] for r in ok["replicas"]} == {primary: True, secondary: False}
+    st.post("/v1/volumes/secure-repl/detach", {"node": secondary, "task_id": "t-secure"})
+
+    # The snapshot taken from the sealed replica restores the original plaintext.
+    st.post(f"/v1/snapshots/{snap['id']}/restore")
+    assert digest_tree(st.working_copy("secure-repl")) == want
+    st.delete(f"/v1/snapshots/{snap['id']}")
+    st.delete("/v1/volumes/secure-repl")
+
+
 def test_rebuilt_agent_gets_a_new_pool_that_resyncs(
     cluster: EmbeddedBackend, storage: Storage, faults: Faults
 ) -> None:
