@@ -35,12 +35,15 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+T = TypeVar("T")
 
 #: Prefix of the files a pass writes aside before renaming them into place.
 TEMP_PREFIX = ".pg-repl-"
@@ -400,20 +403,29 @@ def _rebuild(
     """Change a replica's sealed state: a full copy built aside, then swapped in whole (the
     names are those of :func:`playground.storage.snapshots.restore`, whose crash recovery,
     at the pool's opening, finishes or undoes an interrupted swap)."""
-    dst = dst.absolute()
-    staging = dst.with_name(f".restore-{dst.name}.{os.getpid()}")
-    old = dst.with_name(f".replaced-{dst.name}.{os.getpid()}")
+    return swap_in(dst, lambda staging: replicate(src, staging, None, True, seal, unseal))
+
+
+def swap_in(dest: Path, build: Callable[[Path], T]) -> T:
+    """Replace the directory ``dest`` (if any) by one ``build`` fills beside it: staged as
+    ``.restore-NAME.PID``, the old one kept as ``.replaced-NAME.PID`` until the swap is
+    done (``StorageNode.recover_restores`` finishes or undoes a swap a crash cut), the
+    directories fsynced. On error nothing is left but ``dest`` as it was."""
+    dest = dest.absolute()
+    staging = dest.with_name(f".restore-{dest.name}.{os.getpid()}")
+    old = dest.with_name(f".replaced-{dest.name}.{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        result = replicate(src, staging, None, True, seal, unseal)
+        result = build(staging)
         _fsync_dir(staging)
-        os.replace(dst, old)
-        os.replace(staging, dst)
-        _fsync_dir(dst.parent)
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(staging, dest)
+        _fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if old.exists() and not dst.exists():
-            os.replace(old, dst)
+        if old.exists() and not dest.exists():
+            os.replace(old, dest)
         raise
     shutil.rmtree(old, ignore_errors=True)
     return result

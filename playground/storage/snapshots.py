@@ -17,7 +17,6 @@ import contextlib
 import ctypes
 import json
 import os
-import shutil
 import stat
 import sys
 import time
@@ -27,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from playground.cluster.statedir import atomic_write
-from playground.storage.chunks import CHUNK_SIZE, ChunkError, ChunkStore, store_file
+from playground.storage.chunks import CHUNK_SIZE, ChunkError, ChunkStore, _fsync_dir, store_file
+from playground.storage.replication import swap_in
 
 SCHEMA_VERSION = 1
 #: Files a restore writes at once (SHA-256 checks, writes and fsyncs release the GIL).
@@ -113,11 +113,8 @@ def restore(store: ChunkStore, manifest: dict[str, Any], dest: Path) -> None:
     """Make ``dest`` the snapshot's tree: built aside, durable, then renamed into place."""
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ChunkError(f"snapshot manifest of schema {manifest.get('schema_version')!r}")
-    dest = dest.absolute()
-    staging = dest.with_name(f".restore-{dest.name}.{os.getpid()}")
-    old = dest.with_name(f".replaced-{dest.name}.{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+
+    def build(staging: Path) -> None:
         staging.mkdir(parents=True)
         dirs = {staging}
         for d in manifest.get("dirs", []):
@@ -134,16 +131,8 @@ def restore(store: ChunkStore, manifest: dict[str, Any], dest: Path) -> None:
         # The files are fsynced; the directories once each, at the end.
         for d in dirs:
             _fsync_dir(d)
-        if dest.exists():
-            os.replace(dest, old)
-        os.replace(staging, dest)
-        _fsync_dir(dest.parent)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if old.exists() and not dest.exists():
-            os.replace(old, dest)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+
+    swap_in(dest, build)
 
 
 def _restore_files(store: ChunkStore, files: dict[str, Any], staging: Path) -> None:
@@ -230,14 +219,6 @@ def _sync_file_range() -> Any:
                 fn.restype = ctypes.c_int
         _SFR.append(fn)
     return _SFR[0]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_manifest(manifest: dict[str, Any], path: Path) -> None:
